@@ -1,0 +1,50 @@
+"""Part 2: the convolutional autoencoder.
+
+3xHxW -> 32xH/2xW/2 -> 64xH/4xW/4 -> 128xH/4xW/4 -> encoding_dim (Linear)
+      -> 128xH/4xW/4 -> 64xH/4xW/4 -> 32xH/2xW/2 -> 3xHxW
+"""
+import torch
+from torch import nn
+
+
+def conv_encoder(channels):
+    """The shared trunk of the AE and the VAE: two max-pooled conv stages, then a 128-channel conv."""
+    return nn.Sequential(
+        nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 32 x H/2
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),        # 64 x H/4
+        nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(),                        # 128 x H/4
+    )
+
+
+def conv_decoder(channels):
+    """Mirror of conv_encoder; transposed convolutions undo the two poolings."""
+    return nn.Sequential(
+        nn.Conv2d(128, 64, 3, padding=1), nn.ReLU(),                        # 64 x H/4
+        nn.ConvTranspose2d(64, 32, 2, stride=2), nn.ReLU(),                 # 32 x H/2
+        nn.ConvTranspose2d(32, channels, 2, stride=2), nn.Sigmoid(),        # C x H, in [0, 1]
+    )
+
+
+class Autoencoder(nn.Module):
+    def __init__(self, image_size=24, channels=3, encoding_dim=64):
+        super().__init__()
+        if image_size % 4:
+            raise ValueError(f"image size must be a multiple of 4 (two 2x poolings), got {image_size}")
+        self.image_shape = (channels, image_size, image_size)
+        self.encoding_dim = encoding_dim
+        self.feature_shape = (128, image_size // 4, image_size // 4)
+        features = 128 * (image_size // 4) ** 2
+        self.encoder = nn.Sequential(conv_encoder(channels), nn.Flatten(), nn.Linear(features, encoding_dim))
+        self.decoder = nn.Sequential(
+            nn.Linear(encoding_dim, features), nn.ReLU(), nn.Unflatten(1, self.feature_shape),
+            conv_decoder(channels),
+        )
+
+    def encode(self, x):
+        return self.encoder(x)
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    def forward(self, x):
+        return self.decode(self.encode(x))

@@ -1,0 +1,62 @@
+"""Part 3: the variational autoencoder on the convolutional trunk of Part 2, and its loss."""
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from Autoencoder import conv_decoder, conv_encoder
+
+
+class VarAutoencoder(nn.Module):
+    def __init__(self, image_size=24, channels=3, encoding_dim=64):
+        super().__init__()
+        if image_size % 4:
+            raise ValueError(f"image size must be a multiple of 4 (two 2x poolings), got {image_size}")
+        self.image_shape = (channels, image_size, image_size)
+        self.encoding_dim = encoding_dim
+        self.feature_shape = (128, image_size // 4, image_size // 4)
+        features = 128 * (image_size // 4) ** 2
+        self.encoder = nn.Sequential(conv_encoder(channels), nn.Flatten())
+        self.fc_mu = nn.Linear(features, encoding_dim)
+        self.fc_logvar = nn.Linear(features, encoding_dim)
+        self.decoder = nn.Sequential(
+            nn.Linear(encoding_dim, features), nn.ReLU(), nn.Unflatten(1, self.feature_shape),
+            conv_decoder(channels),
+        )
+
+    def moments(self, x):
+        """Mean and log-variance of q(z|x)."""
+        h = self.encoder(x)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def encode(self, x):
+        """The deterministic code (the posterior mean), so the VAE reconstructs like the AEs."""
+        return self.moments(x)[0]
+
+    def decode(self, z):
+        return self.decoder(z)
+
+    @staticmethod
+    def reparameterize(mu, logvar):
+        # z = mu + sigma * eps keeps the sample differentiable in mu and logvar.
+        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+    def forward(self, x):
+        mu, logvar = self.moments(x)
+        z = self.reparameterize(mu, logvar) if self.training else mu
+        return self.decode(z), mu, logvar
+
+
+def VAE_loss_function(recon_x, x, mu, logvar, recon="mse", beta=1.0):
+    """Negative ELBO per image: reconstruction summed over pixels + beta * KL(q(z|x) || N(0, I)).
+
+    recon="mse" is a Gaussian decoder (squared error, as the handout's reference does);
+    recon="bce" is a Bernoulli decoder, which can never go below the data's own pixel entropy.
+    """
+    if recon == "mse":
+        reconstruction = F.mse_loss(recon_x, x, reduction="sum")
+    elif recon == "bce":
+        reconstruction = F.binary_cross_entropy(recon_x, x, reduction="sum")
+    else:
+        raise ValueError(f"unknown reconstruction loss {recon!r} (use mse or bce)")
+    kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+    return (reconstruction + beta * kl) / x.shape[0]

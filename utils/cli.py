@@ -1,0 +1,64 @@
+"""The flags every script shares, device and thread set-up, and one-line errors."""
+import argparse
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+
+from utils.errors import UserError
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line, not argparse's usage block: the mistake is what the user needs to see.
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parser(description):
+    p = Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default=None,
+                   help="image folder with one sub-folder per class; default ./flowers, "
+                        "or the built-in synthetic set when that is missing ('synthetic' forces it)")
+    p.add_argument("--image-size", type=int, default=24, help="images are resized to this square size")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    return p
+
+
+def pick_device(name):
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name not in ("cpu", "cuda", "mps"):
+        raise UserError(f"unknown device {name!r} (use auto, cpu, cuda or mps)")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for, but no CUDA GPU is available")
+    return torch.device(name)
+
+
+def setup(args):
+    """Seed everything, set the thread count deliberately, and return the device."""
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    return pick_device(args.device)
+
+
+def fail(message):
+    raise UserError(message)
+
+
+def run(main):
+    """Run a script's main(); a UserError becomes one line on stderr and exit status 2."""
+    try:
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

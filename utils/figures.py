@@ -1,0 +1,56 @@
+"""Every figure a teaching assistant opens: labelled image grids and loss curves."""
+from pathlib import Path
+
+import matplotlib
+matplotlib.use("Agg")  # headless: figures are written to files, never shown
+import matplotlib.pyplot as plt
+import torch
+
+
+def _save(fig, path):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _as_hwc(image):
+    image = image.detach().float().cpu().clamp(0, 1)
+    return image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)
+
+
+def image_rows(rows, labels, title, path, cell=0.9):
+    """One labelled row per tensor in `rows` (each N x C x H x W in [0, 1])."""
+    n_cols = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(cell * n_cols + 1.2, cell * len(rows) + 0.6),
+                             squeeze=False)
+    for axes_row, images, label in zip(axes, rows, labels):
+        for j, ax in enumerate(axes_row):
+            ax.set_xticks([]), ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(images):
+                ax.imshow(_as_hwc(images[j]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axes_row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(title, fontsize=11)
+    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    _save(fig, path)
+
+
+def image_grid(images, title, path, n_cols=8):
+    """A plain n_cols-wide grid (random samples)."""
+    rows = [images[i:i + n_cols] for i in range(0, len(images), n_cols)]
+    image_rows(rows, [""] * len(rows), title, path)
+
+
+def loss_curve(history, title, path, ylabel="loss"):
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    ax.plot(epochs, [h["valid_loss"] for h in history], "s-", label="validation")
+    best = min(history, key=lambda h: h["valid_loss"])
+    ax.axvline(best["epoch"], color="gray", ls=":", label=f"best (epoch {best['epoch']})")
+    ax.set_xlabel("epoch"), ax.set_ylabel(ylabel), ax.set_title(title)
+    if min(min(h["train_loss"], h["valid_loss"]) for h in history) > 0:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3), ax.legend()
+    _save(fig, path)

@@ -1,0 +1,37 @@
+"""Originals above their reconstructions, for the training and validation splits: python visualization.py --model AE"""
+import torch
+
+from utils import cli
+from utils.data import load_dataset, to_float
+from utils.figures import image_rows
+from utils.models import check_model_name, load_trained
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--model", required=True, help="MLPAE, AE or VAE")
+    p.add_argument("--n", type=int, default=10, help="images per split")
+    p.add_argument("--checkpoint", default=None, help="default models/Best_<MODEL>.pth")
+    args = p.parse_args(argv)
+    check_model_name(args.model)
+    device = cli.setup(args)
+    model, ckpt = load_trained(args.model, args.checkpoint, device)
+    config = ckpt["config"]
+    # The checkpoint knows its data, size and split: the figure shows exactly the images it was trained on.
+    data = load_dataset(args.data or config["data"], config["image_size"], config["valid_fraction"],
+                        config["split_seed"])
+    g = torch.Generator().manual_seed(args.seed)
+    for split, idx in (("train", data.train_idx), ("valid", data.valid_idx)):
+        chosen = idx[torch.randperm(len(idx), generator=g)[:args.n]]
+        originals = to_float(data.images[chosen]).to(device)
+        with torch.no_grad():
+            recon = model.decode(model.encode(originals))
+        mse = torch.mean((recon - originals) ** 2).item()
+        path = f"vis/{split}_{args.model}.png"
+        image_rows([originals, recon], ["original", "reconstruction"],
+                   f"{args.model} on {split} images (epoch {ckpt['epoch']}, MSE {mse:.4f})", path)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    cli.run(main)
