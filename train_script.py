@@ -1,7 +1,4 @@
 """Train an autoencoder (Parts 1-3) and keep the best model: python train_script.py --model AE"""
-import os
-import sys
-import time
 from pathlib import Path
 
 import torch
@@ -9,23 +6,22 @@ import torch
 from utils import cli
 from utils.data import load_dataset
 from utils.figures import loss_curve
-from utils.models import OPTIMIZER_LR, TRAINING_DEFAULTS, build_model, check_model_name, loss_fn_for
-from utils.train import EarlyStopping, fit, make_optimizer, make_scheduler
+from utils.models import TRAINING_DEFAULTS, build_model, check_model_name, loss_fn_for, training_defaults
+from utils.train import EarlyStopping, fit, fmt_loss, make_optimizer, make_scheduler
 
 
 def get_args(argv=None, default_model=None):
-    p = cli.parser(__doc__)
+    p = cli.parser(__doc__, epilog="defaults per model and optimizer: " + "; ".join(
+        f"{m} {o}: lr {d['lr']:g}, batch {d['batch_size']}, {d['epochs']} epochs"
+        for m, per in TRAINING_DEFAULTS.items() for o, d in per.items()))
     p.add_argument("--model", default=default_model, required=default_model is None, help="MLPAE, AE or VAE")
-    p.add_argument("--epochs", type=int, default=None, help="default per model: " + ", ".join(
-        f"{m} {d['epochs']}" for m, d in TRAINING_DEFAULTS.items()))
-    p.add_argument("--batch-size", type=int, default=None, help="default per model: " + ", ".join(
-        f"{m} {d['batch_size']}" for m, d in TRAINING_DEFAULTS.items()))
+    p.add_argument("--epochs", type=int, default=None, help="default: per model and optimizer (see below)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: per model and optimizer")
     p.add_argument("--optimizer", choices=["sgd", "momentum", "adam"], default=None,
                    help="sgd is plain SGD (the handout's baseline); default adam")
-    p.add_argument("--lr", type=float, default=None, help="default per optimizer: " + ", ".join(
-        f"{o} {lr:g}" for o, lr in OPTIMIZER_LR.items()))
+    p.add_argument("--lr", type=float, default=None, help="default: per model and optimizer")
     p.add_argument("--scheduler", choices=["none", "cosine", "step"], default="none", help="learning-rate schedule")
-    p.add_argument("--patience", type=int, default=5, help="early stopping: epochs without improvement (0: off)")
+    p.add_argument("--patience", type=int, default=10, help="early stopping: epochs without improvement (0: off)")
     p.add_argument("--min-delta", type=float, default=0.0, help="early stopping: smallest improvement that counts")
     p.add_argument("--encoding-dim", type=int, default=64, help="size of the latent code")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the fixed train/validation split")
@@ -36,17 +32,16 @@ def get_args(argv=None, default_model=None):
     p.add_argument("--checkpoint", default=None, help="where the best model goes (default models/Best_<MODEL>.pth)")
     args = p.parse_args(argv)
     check_model_name(args.model)
-    defaults = TRAINING_DEFAULTS[args.model]
-    for key in ("epochs", "batch_size", "optimizer"):
+    defaults = training_defaults(args.model, args.optimizer)
+    for key in ("optimizer", "lr", "epochs", "batch_size"):
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
-    args.lr = args.lr or defaults["lr"] or OPTIMIZER_LR[args.optimizer]
     args.checkpoint = args.checkpoint or f"models/Best_{args.model}.pth"
     return args
 
 
-def main(argv=None, default_model=None):
-    args = get_args(argv, default_model)
+def prepare(args):
+    """Data, model, optimizer and the configuration the checkpoint will carry."""
     if args.image_size % 4 and args.model != "MLPAE":
         cli.fail(f"--image-size must be a multiple of 4 for {args.model}, got {args.image_size}")
     device = cli.setup(args)
@@ -58,40 +53,53 @@ def main(argv=None, default_model=None):
                   recon=args.recon, beta=args.beta, kl_warmup=args.kl_warmup)
     model = build_model(config).to(device)
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.lr)
-    scheduler = make_scheduler(args.scheduler, optimizer, args.epochs)
-    train_images = data.images[data.train_idx]
-    valid_images = data.images[data.valid_idx]
+    return data, model, optimizer, config, device
 
-    run_name = Path(args.checkpoint).stem.removeprefix("Best_")
-    unit = "negative ELBO per image" if args.model == "VAE" else "mean squared error per pixel"
+
+def print_header(args, data, model, device):
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model      {args.model} ({type(model).__name__}), {n_params:,} parameters, encoding_dim {args.encoding_dim}")
-    print(f"data       {data.source}: {len(train_images)} train / {len(valid_images)} valid images, "
+    print(f"data       {data.source}: {len(data.train_idx)} train / {len(data.valid_idx)} valid images, "
           f"{data.channels}x{data.image_size}x{data.image_size}, classes {', '.join(data.classes)}")
     print(f"training   {args.optimizer} lr {args.lr:g}, batch {args.batch_size}, up to {args.epochs} epochs, "
           f"scheduler {args.scheduler}, patience {args.patience}, seed {args.seed}")
     if args.model == "VAE":
         print(f"vae loss   {args.recon} reconstruction + KL (beta {args.beta:g}, warm-up {args.kl_warmup} epochs)")
     print(f"device     {device}, {torch.get_num_threads()} threads")
-    print(f"loss       {unit}")
-    sys.stdout.flush()
+    print(f"loss       {loss_unit(args.model)}", flush=True)
 
-    history, seconds = fit(model, loss_fn_for(config), train_images, valid_images,
-                           optimizer=optimizer, scheduler=scheduler, epochs=args.epochs,
-                           batch_size=args.batch_size, device=device, checkpoint_path=args.checkpoint,
-                           config=config, early_stopping=EarlyStopping(args.patience, args.min_delta),
-                           seed=args.seed, log=lambda line: print(line, flush=True))
+
+def loss_unit(model):
+    return "negative ELBO per image" if model == "VAE" else "mean squared error per pixel"
+
+
+def train(args, until=None):
+    """Train as the flags say, print the log, write the loss curve; returns the history."""
+    data, model, optimizer, config, device = prepare(args)
+    print_header(args, data, model, device)
+    history, seconds = fit(model, loss_fn_for(config), data.images[data.train_idx], data.images[data.valid_idx],
+                           optimizer=optimizer, epochs=args.epochs, batch_size=args.batch_size, device=device,
+                           scheduler=make_scheduler(args.scheduler, optimizer, args.epochs),
+                           early_stopping=EarlyStopping(args.patience, args.min_delta),
+                           checkpoint_path=args.checkpoint, config=config, seed=args.seed, until=until,
+                           log=lambda line: print(line, flush=True))
     if not history:
         print("no epoch finished; nothing saved")
-        return
+        return history
+    run_name = Path(args.checkpoint).stem.removeprefix("Best_")
     best = min(history, key=lambda h: h["valid_loss"])
     last = history[-1]
     curve = f"vis/loss_{run_name}.png"
-    loss_curve(history, f"{run_name}: {unit}", curve, ylabel=unit)
-    print(f"done       {len(history)} epochs in {seconds:.1f}s; final train {last['train_loss']:.5g}, "
-          f"valid {last['valid_loss']:.5g}")
-    print(f"best       epoch {best['epoch']}: valid {best['valid_loss']:.5g} -> {args.checkpoint}")
+    loss_curve(history, f"{run_name}: {loss_unit(args.model)}", curve, ylabel=loss_unit(args.model))
+    print(f"done       {len(history)} epochs in {seconds:.1f}s; final train {fmt_loss(last['train_loss'])}, "
+          f"valid {fmt_loss(last['valid_loss'])}")
+    print(f"best       epoch {best['epoch']}: valid {fmt_loss(best['valid_loss'])} -> {args.checkpoint}")
     print(f"curve      {curve}")
+    return history
+
+
+def main(argv=None, default_model=None):
+    train(get_args(argv, default_model))
 
 
 if __name__ == "__main__":

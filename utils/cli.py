@@ -16,8 +16,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def parser(description):
-    p = Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    def _get_help_string(self, action):
+        # "(default: None)" says nothing; such flags explain their default in their own help.
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def parser(description, epilog=None):
+    p = Parser(description=description, epilog=epilog, formatter_class=HelpFormatter)
     p.add_argument("--data", default=None,
                    help="image folder with one sub-folder per class; default ./flowers, "
                         "or the built-in synthetic set when that is missing ('synthetic' forces it)")

@@ -9,6 +9,10 @@ from tqdm import tqdm
 from utils.checkpoint import save_checkpoint
 
 
+def fmt_loss(loss):
+    return f"{loss:.5f}" if abs(loss) < 1 else f"{loss:.2f}"
+
+
 class EarlyStopping:
     """Stop when the validation loss has not improved by more than min_delta for `patience` epochs."""
 
@@ -83,10 +87,11 @@ def evaluate(model, loss_fn, images, device, epoch, batch_size=500):
 
 
 def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_size, device,
-        checkpoint_path, config, scheduler=None, early_stopping=None, seed=0, log=print):
+        checkpoint_path, config, scheduler=None, early_stopping=None, seed=0, until=None, log=print):
     """Train, validate each epoch, keep the best model (lowest validation loss) at checkpoint_path.
 
-    Returns the per-epoch history. Ctrl-C ends training early and keeps what was saved.
+    Returns (per-epoch history, seconds). Ctrl-C ends training early and keeps what was saved.
+    `until(history)` ends it once true: benchmarks use it to time reaching a target.
     """
     early_stopping = early_stopping or EarlyStopping(patience=None)
     generator = torch.Generator().manual_seed(seed)
@@ -101,16 +106,20 @@ def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_
             if scheduler is not None:
                 scheduler.step()
             seconds = time.perf_counter() - t0
-            history.append(dict(epoch=epoch, train_loss=train_loss, valid_loss=valid_loss, lr=lr, seconds=seconds))
+            history.append(dict(epoch=epoch, train_loss=train_loss, valid_loss=valid_loss, lr=lr, seconds=seconds,
+                                images_per_s=len(train_images) / seconds))
             improved = early_stopping.step(valid_loss)
             if improved:
                 save_checkpoint(checkpoint_path, dict(
                     config=config, model=model.state_dict(), epoch=epoch,
                     train_loss=train_loss, valid_loss=valid_loss, history=history))
-            log(f"epoch {epoch:3d}/{epochs}  train {train_loss:.5g}  valid {valid_loss:.5g}  lr {lr:.1e}  "
-                f"{seconds:5.1f}s  {len(train_images) / seconds:6.0f} img/s" + ("  * saved best" if improved else ""))
+            log(f"epoch {epoch:3d}/{epochs}  train {fmt_loss(train_loss)}  valid {fmt_loss(valid_loss)}  lr {lr:.1e}  "
+                f"{seconds:5.1f}s  {history[-1]['images_per_s']:6.0f} img/s" + ("  * saved best" if improved else ""))
             if early_stopping.should_stop:
                 log(f"early stopping: no improvement for {early_stopping.patience} epochs")
+                break
+            if until is not None and until(history):
+                log("target reached")
                 break
     except KeyboardInterrupt:
         log(f"interrupted after {len(history)} epoch(s); the best model so far is kept")

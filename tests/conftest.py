@@ -1,0 +1,40 @@
+"""Shared fixtures: the repository on sys.path, one torch thread, and a tiny synthetic image folder."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.utils import save_image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# Two threads on a two-core machine shared with pytest itself thrash on tiny tensors.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_flowers(tmp_path_factory):
+    """A folder of 3 classes x 10 synthetic flower PNGs at 24 px: real files through the real loader."""
+    from utils.synthetic import synthetic_flowers
+    root = tmp_path_factory.mktemp("tiny_flowers")
+    images, labels, classes = synthetic_flowers(n_per_class=10, image_size=24, seed=1)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        folder = root / classes[label]
+        folder.mkdir(exist_ok=True)
+        save_image(image.float() / 255, folder / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """Run in an empty folder, as a student would from a fresh clone (models/, vis/, log/ appear here)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_script(*args, cwd):
+    """Run one of the project's scripts as the user would; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, str(ROOT / args[0]), *args[1:], "--threads", "1"],
+                          cwd=cwd, capture_output=True, text=True, timeout=120)

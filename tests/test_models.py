@@ -1,0 +1,92 @@
+"""The handout's layer dimensions, the shared interface, and VAE_loss_function against a hand computation."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from Autoencoder import Autoencoder
+from MLPAutoencoder import MLPAutoencoder
+from VarAutoencoder import VarAutoencoder, VAE_loss_function
+
+
+def shapes_after(layers, x, kinds):
+    """The shape after each layer of the given kinds, in order."""
+    out = []
+    leaves = [m for m in layers.modules() if not list(m.children())]  # nested Sequentials run in order
+    for layer in leaves:
+        x = layer(x)
+        if isinstance(layer, kinds):
+            out.append(tuple(x.shape[1:]))
+    return out, x
+
+
+@pytest.mark.parametrize("size", [24, 64])
+def test_mlp_dimensions(size):
+    model = MLPAutoencoder(image_size=size, encoding_dim=64)
+    x = torch.rand(2, 3, size, size)
+    enc, z = shapes_after(model.encoder, x, nn.Linear)
+    dec, y = shapes_after(model.decoder, z, nn.Linear)
+    assert enc == [(256,), (128,), (64,)]
+    assert dec == [(128,), (256,), (3 * size * size,)]
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+
+
+@pytest.mark.parametrize("cls", [Autoencoder, VarAutoencoder])
+@pytest.mark.parametrize("size", [24, 64])
+def test_conv_dimensions(cls, size):
+    model = cls(image_size=size, encoding_dim=64)
+    h, q = size // 2, size // 4
+    x = torch.rand(2, 3, size, size)
+    # After each stage (the ReLU or pooling that closes it): 32xH/2 -> 64xH/4 -> 128xH/4.
+    stages, features = shapes_after(model.encoder[0], x, (nn.MaxPool2d,))
+    assert stages == [(32, h, h), (64, q, q)]
+    assert tuple(features.shape[1:]) == (128, q, q)
+    assert model.encode(x).shape == (2, 64)
+    # Decoder: Linear -> 128xH/4 -> 64xH/4 -> 32xH/2 -> 3xH.
+    decoded, y = shapes_after(model.decoder, model.encode(x), (nn.Unflatten, nn.Conv2d, nn.ConvTranspose2d))
+    assert decoded == [(128, q, q), (64, q, q), (32, h, h), (3, size, size)]
+    assert y.min() >= 0 and y.max() <= 1
+
+
+@pytest.mark.parametrize("cls", [MLPAutoencoder, Autoencoder, VarAutoencoder])
+def test_shared_interface(cls):
+    model = cls(image_size=32, encoding_dim=16).eval()
+    z = model.encode(torch.rand(3, 3, 32, 32))
+    assert z.shape == (3, model.encoding_dim) == (3, 16)
+    assert model.decode(torch.randn(5, 16)).shape == (5, 3, 32, 32)
+
+
+def test_image_size_must_be_multiple_of_4():
+    with pytest.raises(ValueError, match="multiple of 4"):
+        Autoencoder(image_size=30)
+
+
+def test_vae_loss_by_hand():
+    x = torch.tensor([[[[0.0, 0.5], [1.0, 0.25]]]])          # 1 image, 1 channel, 2x2
+    recon = torch.tensor([[[[0.5, 0.5], [0.5, 0.5]]]])
+    mu = torch.tensor([[1.0, 0.0]])
+    logvar = torch.tensor([[0.0, math.log(4.0)]])
+    sse = 0.25 + 0 + 0.25 + 0.0625
+    kl = 0.5 * ((1 + 1 - 1 - 0) + (0 + 4 - 1 - math.log(4.0)))   # 0.5 * sum(mu^2 + var - 1 - logvar)
+    assert VAE_loss_function(recon, x, mu, logvar).item() == pytest.approx(sse + kl, rel=1e-6)
+    assert VAE_loss_function(recon, x, mu, logvar, beta=0.5).item() == pytest.approx(sse + 0.5 * kl, rel=1e-6)
+    bce = -sum(t * math.log(0.5) + (1 - t) * math.log(0.5) for t in [0.0, 0.5, 1.0, 0.25])
+    assert VAE_loss_function(recon, x, mu, logvar, recon="bce").item() == pytest.approx(bce + kl, rel=1e-6)
+
+
+def test_vae_loss_is_per_image():
+    x, recon = torch.rand(4, 3, 8, 8), torch.rand(4, 3, 8, 8)
+    mu, logvar = torch.randn(4, 5), torch.randn(4, 5)
+    one = torch.stack([VAE_loss_function(recon[i:i + 1], x[i:i + 1], mu[i:i + 1], logvar[i:i + 1]) for i in range(4)])
+    assert VAE_loss_function(recon, x, mu, logvar).item() == pytest.approx(one.mean().item(), rel=1e-5)
+
+
+def test_vae_samples_in_training_and_is_deterministic_in_eval():
+    model = VarAutoencoder(image_size=24, encoding_dim=8)
+    x = torch.rand(2, 3, 24, 24)
+    model.train()
+    assert not torch.equal(model(x)[0], model(x)[0])
+    model.eval()
+    assert torch.equal(model(x)[0], model(x)[0])
+    assert torch.equal(model(x)[0], model.decode(model.encode(x)))
