@@ -26,7 +26,7 @@ def main(argv=None):
     if args.n and not args.out_dir:
         cli.fail("--n needs --out-dir (the folder for the individual PNGs)")
     device = cli.setup(args)
-    model, _ = load_trained(args.model, args.checkpoint, device)
+    model, _ = load_trained(args.model, args.checkpoint, device, args.image_size)
     g = torch.Generator().manual_seed(args.seed)
     images = sample(model, 64, g, device)
     path = f"vis/random_images_{args.model}.png"

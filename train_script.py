@@ -36,6 +36,7 @@ def get_args(argv=None, default_model=None):
     for key in ("optimizer", "lr", "epochs", "batch_size"):
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
+    args.image_size = args.image_size or 24
     args.checkpoint = args.checkpoint or f"models/Best_{args.model}.pth"
     return args
 

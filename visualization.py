@@ -15,7 +15,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     check_model_name(args.model)
     device = cli.setup(args)
-    model, ckpt = load_trained(args.model, args.checkpoint, device)
+    model, ckpt = load_trained(args.model, args.checkpoint, device, args.image_size)
     config = ckpt["config"]
     # The checkpoint knows its data, size and split: the figure shows exactly the images it was trained on.
     data = load_dataset(args.data or config["data"], config["image_size"], config["valid_fraction"],

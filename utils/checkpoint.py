@@ -30,7 +30,7 @@ def load_checkpoint(path, model=None, image_size=None):
     if not isinstance(config, dict) or "model" not in config:
         raise UserError(f"{path} is not a checkpoint of this project (no configuration inside)")
     if model is not None and config["model"] != model:
-        raise UserError(f"{path} holds a {config['model']} model, not {model}")
+        raise UserError(f"{path} is a checkpoint of {config['model']}, not {model}")
     if image_size is not None and config["image_size"] != image_size:
         raise UserError(f"{path} was trained at {config['image_size']}px, not {image_size}px")
     return ckpt

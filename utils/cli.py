@@ -27,7 +27,9 @@ def parser(description, epilog=None):
     p.add_argument("--data", default=None,
                    help="image folder with one sub-folder per class; default ./flowers, "
                         "or the built-in synthetic set when that is missing ('synthetic' forces it)")
-    p.add_argument("--image-size", type=int, default=24, help="images are resized to this square size")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="square size images are resized to: 24 when training; other scripts take the "
+                        "checkpoint's and refuse a different one")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")

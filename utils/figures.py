@@ -15,7 +15,7 @@ def _save(fig, path):
 
 def _as_hwc(image):
     image = image.detach().float().cpu().clamp(0, 1)
-    return image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)
+    return (image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)).numpy()
 
 
 def image_rows(rows, labels, title, path, cell=0.9):

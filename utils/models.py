@@ -78,11 +78,11 @@ def loss_fn_for(config):
     return vae_loss
 
 
-def load_trained(model_name, checkpoint=None, device="cpu"):
+def load_trained(model_name, checkpoint=None, device="cpu", image_size=None):
     """The best saved model of this name, rebuilt from its checkpoint alone, in eval mode."""
     from utils.checkpoint import load_checkpoint
     path = checkpoint or f"models/Best_{model_name}.pth"
-    ckpt = load_checkpoint(path, model=model_name)
+    ckpt = load_checkpoint(path, model=model_name, image_size=image_size)
     model = build_model(ckpt["config"])
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt

@@ -1,0 +1,108 @@
+"""End to end: every command on a tiny synthetic image folder, checking the files written and the one-line errors."""
+import shutil
+
+import pytest
+import torch
+
+import random_generation
+import run_lab
+import train_script
+import visualization
+from conftest import run_script
+from utils import cli
+from utils.errors import UserError
+
+
+def train(tiny, *flags):
+    train_script.main(["--data", str(tiny), "--epochs", "2", "--threads", "1", *flags])
+
+
+def test_train_visualise_generate(tiny_flowers, workdir, capsys):
+    for model in ("MLPAE", "AE", "VAE"):
+        train(tiny_flowers, "--model", model)
+        assert (workdir / f"models/Best_{model}.pth").exists()
+        assert (workdir / f"vis/loss_{model}.png").exists()
+        ckpt = torch.load(workdir / f"models/Best_{model}.pth", weights_only=True)
+        assert ckpt["config"]["model"] == model and ckpt["config"]["image_size"] == 24
+        assert ckpt["config"]["data"] == str(tiny_flowers) and "split_seed" in ckpt["config"]
+        visualization.main(["--model", model, "--threads", "1"])
+        assert (workdir / f"vis/train_{model}.png").exists() and (workdir / f"vis/valid_{model}.png").exists()
+    log = capsys.readouterr().out
+    assert "model      VAE" in log and "epoch   2/2" in log and "best       epoch" in log
+
+    random_generation.main(["--model", "VAE", "--n", "5", "--out-dir", "samples", "--seed", "3"])
+    assert (workdir / "vis/random_images_VAE.png").exists()
+    assert sorted(p.name for p in (workdir / "samples").iterdir()) == [f"VAE_{i:05d}.png" for i in range(5)]
+    first = (workdir / "samples/VAE_00004.png").read_bytes()
+    random_generation.main(["--model", "VAE", "--n", "5", "--out-dir", "samples", "--seed", "3"])
+    assert (workdir / "samples/VAE_00004.png").read_bytes() == first     # --seed makes it repeatable
+
+
+def test_training_is_reproducible(tiny_flowers, workdir):
+    losses = []
+    for _ in range(2):
+        train(tiny_flowers, "--model", "AE", "--seed", "7")
+        losses.append(torch.load("models/Best_AE.pth", weights_only=True)["history"])
+    assert [h["train_loss"] for h in losses[0]] == [h["train_loss"] for h in losses[1]]
+
+
+def test_log_is_clean_when_redirected(tiny_flowers, workdir):
+    result = run_script("MLPAE_train_script.py", "--data", str(tiny_flowers), "--epochs", "2", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("model      MLPAE") and "parameters" in lines[0]
+    assert [l for l in lines if l.startswith("epoch ")][0].split()[:2] == ["epoch", "1/2"]
+    assert "\r" not in result.stdout and "it/s" not in result.stdout and "%|" not in result.stdout
+    assert (workdir / "models/Best_MLPAE.pth").exists()
+
+
+def test_synthetic_default_announced_on_first_line(workdir):
+    result = run_script("train_script.py", "--model", "MLPAE", "--epochs", "1", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].startswith("note: ./flowers not found, using the built-in synthetic")
+
+
+SCRIPTS = {"train_script.py": train_script, "visualization.py": visualization,
+           "random_generation.py": random_generation}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train_script.py", "--model", "GAN"], "unknown model 'GAN'"),
+    (["train_script.py", "--model", "AE", "--data", "no/such/folder"], "data folder not found"),
+    (["train_script.py", "--model", "AE", "--data", "."], "no images found"),
+    (["train_script.py", "--model", "AE", "--image-size", "30", "--data", "."], "multiple of 4"),
+    (["visualization.py", "--model", "AE"], "checkpoint not found"),
+    (["random_generation.py", "--model", "MLPAE"], "unknown model 'MLPAE'"),
+    (["random_generation.py", "--model", "VAE", "--n", "3"], "--n needs --out-dir"),
+    (["train_script.py", "--model", "AE", "--optimizer", "rmsprop"], "invalid choice"),
+])
+def test_bad_input_is_one_line(args, message, workdir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(lambda: SCRIPTS[args[0]].main(args[1:]))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_bad_input_from_the_shell_has_no_traceback(workdir):
+    result = run_script("train_script.py", "--model", "AE", "--data", "missing", cwd=workdir)
+    assert result.returncode == 2 and result.stderr.strip() == "error: data folder not found: missing"
+
+
+def test_checkpoint_of_another_model_or_size(tiny_flowers, workdir):
+    train(tiny_flowers, "--model", "AE", "--epochs", "1")
+    shutil.copy("models/Best_AE.pth", "models/Best_VAE.pth")
+    with pytest.raises(UserError, match="is a checkpoint of AE, not VAE"):
+        visualization.main(["--model", "VAE"])
+    with pytest.raises(UserError, match="trained at 24px, not 32px"):
+        random_generation.main(["--model", "AE", "--image-size", "32"])
+
+
+def test_run_lab_writes_every_submission_file(tiny_flowers, workdir, capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["run_lab.py", "--data", str(tiny_flowers), "--epochs", "1", "--threads", "1"])
+    run_lab.main()
+    out = capsys.readouterr().out
+    assert "MISSING" not in out
+    for path in run_lab.ARTEFACTS:
+        assert (workdir / path).exists(), path
+    assert (workdir / "log/train_AE_SGD.out").read_text().count("training   sgd") == 1

@@ -1,0 +1,92 @@
+"""The shared loop: early stopping and best-checkpoint saving on a scripted loss sequence; real training."""
+import pytest
+import torch
+from torch import nn
+
+from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.errors import UserError
+from utils.models import build_model, loss_fn_for, training_defaults
+from utils.train import EarlyStopping, fit, make_optimizer
+
+
+def test_early_stopping_sequence():
+    stopper = EarlyStopping(patience=2, min_delta=0.01)
+    marks = []
+    for loss in [1.0, 0.9, 0.895, 0.89, 0.5]:
+        marks.append((stopper.step(loss), stopper.should_stop))
+    # 0.895 and 0.89 are within min_delta of 0.9: two bad epochs -> stop before 0.5 is seen in practice.
+    assert marks[:4] == [(True, False), (True, False), (False, False), (False, True)]
+
+
+class Scripted(nn.Module):
+    """A model whose validation loss follows a script, to watch what fit() saves and when it stops."""
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+
+def scripted_loss(valid_losses):
+    def loss(model, x, epoch):
+        if model.training:
+            objective = (model.w - 1).pow(2).sum()
+            return objective, objective
+        with torch.no_grad():
+            model.w.fill_(epoch)  # tag the weights with the epoch so the saved copy can be identified
+        return torch.tensor(valid_losses[epoch - 1]), torch.tensor(valid_losses[epoch - 1])
+    return loss
+
+
+def test_fit_keeps_best_and_stops_early(tmp_path):
+    model = Scripted()
+    path = tmp_path / "best.pth"
+    losses = [5.0, 3.0, 4.0, 2.0, 2.5, 2.6, 2.7, 1.0]
+    history, _ = fit(model, scripted_loss(losses), torch.zeros(4, 3, 2, 2, dtype=torch.uint8),
+                     torch.zeros(2, 3, 2, 2, dtype=torch.uint8), optimizer=make_optimizer("sgd", model.parameters(), 0.1),
+                     epochs=8, batch_size=2, device="cpu", checkpoint_path=path, config={"model": "test"},
+                     early_stopping=EarlyStopping(patience=3), log=lambda s: None)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6, 7]   # epoch 8's 1.0 is never reached
+    saved = torch.load(path, weights_only=True)
+    assert saved["epoch"] == 4 and saved["valid_loss"] == 2.0 and saved["model"]["w"].item() == 4
+
+
+@pytest.mark.parametrize("name", ["MLPAE", "AE", "VAE"])
+def test_training_lowers_the_loss(name, tmp_path):
+    torch.manual_seed(0)
+    from utils.synthetic import synthetic_flowers
+    images, _, _ = synthetic_flowers(n_per_class=16, image_size=16)
+    config = dict(model=name, image_size=16, channels=3, encoding_dim=8, recon="mse", beta=1.0, kl_warmup=0)
+    model = build_model(config)
+    d = training_defaults(name)
+    history, _ = fit(model, loss_fn_for(config), images, images[:8],
+                     optimizer=make_optimizer("adam", model.parameters(), d["lr"]), epochs=4, batch_size=8,
+                     device="cpu", checkpoint_path=tmp_path / "m.pth", config=config, log=lambda s: None)
+    assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
+
+
+def test_sgd_default_leaves_the_mean_image_plateau():
+    assert training_defaults("AE", "sgd")["epochs"] == 60
+    assert training_defaults("AE", "momentum")["batch_size"] == training_defaults("AE")["batch_size"]
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    config = dict(model="AE", image_size=24, channels=3, encoding_dim=16)
+    model = build_model(config)
+    path = tmp_path / "models" / "Best_AE.pth"
+    save_checkpoint(path, dict(config=config, model=model.state_dict(), epoch=3))
+    assert [p.name for p in path.parent.iterdir()] == ["Best_AE.pth"]      # no temporary file left
+    ckpt = load_checkpoint(path, model="AE", image_size=24)
+    rebuilt = build_model(ckpt["config"])
+    rebuilt.load_state_dict(ckpt["model"])
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values()))
+    with pytest.raises(UserError, match="is a checkpoint of AE, not VAE"):
+        load_checkpoint(path, model="VAE")
+    with pytest.raises(UserError, match="trained at 24px, not 32px"):
+        load_checkpoint(path, model="AE", image_size=32)
+    with pytest.raises(UserError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pth", model="AE")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pth")
+    with pytest.raises(UserError, match="not a checkpoint of this project"):
+        load_checkpoint(tmp_path / "foreign.pth")
+    (tmp_path / "garbage.pth").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="cannot read"):
+        load_checkpoint(tmp_path / "garbage.pth")
