@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import torch
 
 
-def _save(fig, path):
+def save_figure(fig, path):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150, bbox_inches="tight")
     plt.close(fig)
@@ -18,8 +18,8 @@ def _as_hwc(image):
     return (image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)).numpy()
 
 
-def image_rows(rows, labels, title, path, cell=0.9):
-    """One labelled row per tensor in `rows` (each N x C x H x W in [0, 1])."""
+def image_rows(rows, labels, title, path, cell=0.9, column_labels=None):
+    """One labelled row per tensor in `rows` (each N x C x H x W in [0, 1]); optional column titles."""
     n_cols = max(len(r) for r in rows)
     fig, axes = plt.subplots(len(rows), n_cols, figsize=(cell * n_cols + 1.2, cell * len(rows) + 0.6),
                              squeeze=False)
@@ -31,9 +31,11 @@ def image_rows(rows, labels, title, path, cell=0.9):
             if j < len(images):
                 ax.imshow(_as_hwc(images[j]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         axes_row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    for ax, label in zip(axes[0], column_labels or []):
+        ax.set_title(label, fontsize=8)
     fig.suptitle(title, fontsize=11)
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def image_grid(images, title, path, n_cols=8):
@@ -53,4 +55,4 @@ def loss_curve(history, title, path, ylabel="loss"):
     if min(min(h["train_loss"], h["valid_loss"]) for h in history) > 0:
         ax.set_yscale("log")
     ax.grid(alpha=0.3), ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)

@@ -1,0 +1,201 @@
+"""Measure every model in one report: python evaluate.py --model all
+
+Rows: each model, plus calibration rows computed the same way (held-out real images: the floor;
+the same images blurred; samples of a Gaussian fitted to the training pixels: the baseline any
+generator must beat). Features for FD, KID and precision/recall come from the project's own flower
+classifier (models/Evaluator.pth), trained once on the training split.
+Writes vis/report.md, vis/report.json and vis/compare.png.
+"""
+import datetime
+import json
+import math
+from pathlib import Path
+
+import torch
+import torchvision.transforms.functional as TF
+
+from utils import cli, metrics
+from utils.checkpoint import load_checkpoint
+from utils.data import load_dataset, resolve_source, to_float
+from utils.errors import UserError
+from utils.evaluator import FEATURE_DIM, load_or_train_evaluator, predict
+from utils.figures import image_rows
+from utils.models import load_trained
+
+MODELS = ("MLPAE", "AE", "VAE", "diffusion")
+GENERATORS = ("AE", "VAE", "diffusion")      # the MLPAE is only ever asked to reconstruct
+TRAIN_COMMAND = {"MLPAE": "python MLPAE_train_script.py", "AE": "python train_script.py --model AE",
+                 "VAE": "python train_script.py --model VAE", "diffusion": "python diffusion.py"}
+
+
+def checkpoint_config(name):
+    path = Path(f"models/Best_{name}.pth")
+    return load_checkpoint(path, model=name)["config"] if path.exists() else None
+
+
+def report_settings(args, names):
+    """Data and size: as given, else those of the first trained model, else the defaults."""
+    trained = [c for c in map(checkpoint_config, names) if c]
+    data = args.data or (trained[0]["data"] if trained else resolve_source(None))
+    size = args.image_size or (trained[0]["image_size"] if trained else 24)
+    return data, size
+
+
+def gaussian_baseline(train_images, n, generator):
+    """Samples of N(mean, covariance) of the training pixels, drawn as mean + X^T w / sqrt(m - 1), w ~ N(0, I):
+    exactly that Gaussian, without forming the D x D covariance (D = 12,288 at 64 px)."""
+    flat = train_images.flatten(1).double()
+    mean = flat.mean(0)
+    weights = torch.randn(n, len(flat), generator=generator, dtype=torch.float64) / math.sqrt(len(flat) - 1)
+    return (mean + weights @ (flat - mean)).float().clamp(0, 1).view(n, *train_images.shape[1:])
+
+
+def sample_quality(images, reference, evaluator, train_images, labels=None):
+    """FD, KID, precision/recall against the reference features; memorisation; class accuracy if labelled."""
+    feats = predict(evaluator, images, features=True)
+    kid, kid_std = metrics.kernel_inception_distance(feats, reference, subsets=50)
+    row = dict(n=len(images), fd=metrics.frechet_distance(feats, reference), kid=kid, kid_std=kid_std,
+               nn_distance=metrics.nearest_neighbour_distance(images, train_images))
+    if len(feats) > 3:  # k=3 neighbourhoods need at least 4 points (only tiny test sets have fewer)
+        row["precision"], row["recall"] = metrics.precision_recall(reference, feats, k=3)
+    if labels is not None:
+        row["class_accuracy"] = (predict(evaluator, images).argmax(1) == labels).float().mean().item()
+    return row
+
+
+@torch.no_grad()
+def reconstruction_quality(model, valid_images):
+    recon = model.decode(model.encode(valid_images)).clamp(0, 1)
+    return dict(mse=torch.mean((recon - valid_images) ** 2).item(),
+                psnr=metrics.psnr(recon, valid_images).mean().item(),
+                ssim=metrics.ssim(recon, valid_images).mean().item(),
+                compression=metrics.compression_ratio(valid_images.shape[1:], model.encoding_dim))
+
+
+def generate(name, model, ckpt, n, generator, device):
+    """n samples (and their requested labels, for a class-conditional model) from a trained model."""
+    if name == "diffusion":
+        import diffusion
+        return diffusion.generate_for_evaluation(model, ckpt, n, generator, device)
+    from random_generation import sample
+    return sample(model, n, generator, device), None
+
+
+def load_model(name, size, device):
+    if name == "diffusion":
+        import diffusion
+        return diffusion.load_trained(device=device, image_size=size)
+    return load_trained(name, device=device, image_size=size)
+
+
+def model_row(name, data, reference, evaluator, n, generator, device):
+    if not Path(f"models/Best_{name}.pth").exists():
+        return dict(row=name, status="not trained yet — run " + TRAIN_COMMAND[name]), None
+    try:
+        model, ckpt = load_model(name, data.image_size, device)
+    except UserError as e:
+        return dict(row=name, status=str(e)), None
+    row = dict(row=name, status=f"epoch {ckpt['epoch']}")
+    x_valid = to_float(data.images[data.valid_idx]).to(device)
+    if name != "diffusion":
+        row.update(reconstruction_quality(model, x_valid))
+    samples = None
+    if name in GENERATORS:
+        samples, labels = generate(name, model, ckpt, n, generator, device)
+        row.update(sample_quality(samples.cpu(), reference, evaluator, to_float(data.images[data.train_idx]), labels))
+    return row, samples
+
+
+def calibration_rows(data, reference, evaluator, n, generator):
+    train = to_float(data.images[data.train_idx])
+    held_out = data.valid_idx[torch.randperm(len(data.valid_idx), generator=generator)[:n]]  # all classes
+    valid, labels = to_float(data.images[held_out]), data.labels[held_out]
+    blurred = TF.gaussian_blur(valid, kernel_size=5, sigma=1.0)
+    rows = []
+    for name, images, labels in [("real (held-out)", valid, labels),
+                                 ("real, blurred (sigma 1 px)", blurred, labels),
+                                 ("Gaussian fit to pixels", gaussian_baseline(train, n, generator), None)]:
+        rows.append(dict(row=name, status="calibration", **sample_quality(images, reference, evaluator, train, labels)))
+    return rows, valid
+
+
+COLUMNS = [("n", "n", "{:d}"), ("fd", "FD ↓", "{:.2f}"), ("kid", "KID ↓", "{:.4f}"),
+           ("precision", "precision ↑", "{:.3f}"), ("recall", "recall ↑", "{:.3f}"),
+           ("nn_distance", "NN dist to train", "{:.2f}"), ("class_accuracy", "class acc", "{:.1%}"),
+           ("mse", "recon MSE ↓", "{:.5f}"), ("psnr", "PSNR dB ↑", "{:.2f}"), ("ssim", "SSIM ↑", "{:.3f}"),
+           ("compression", "compression", "{:.0f}x")]
+
+
+def markdown(rows, settings):
+    lines = ["# Evaluation report", "", *(f"- {k}: {v}" for k, v in settings.items()), "",
+             "| row | " + " | ".join(title for _, title, _ in COLUMNS) + " | status |",
+             "|---" * (len(COLUMNS) + 2) + "|"]
+    for row in rows:
+        cells = [fmt.format(row[key]) if key in row else "—" for key, _, fmt in COLUMNS]
+        lines.append(f"| {row['row']} | " + " | ".join(cells) + f" | {row['status']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = cli.parser(__doc__)
+    p.add_argument("--model", default="all", help="MLPAE, AE, VAE, diffusion or all")
+    p.add_argument("--n", type=int, default=1000, help="samples per generative model")
+    p.add_argument("--retrain-evaluator", action="store_true", help="retrain the classifier even if it is stored")
+    p.add_argument("--inception", action="store_true",
+                   help="also standard Inception FID (torch-fidelity, weights must already be cached)")
+    args = p.parse_args(argv)
+    names = MODELS if args.model == "all" else (args.model,)
+    if args.model != "all" and args.model not in MODELS:
+        cli.fail(f"unknown model {args.model!r} (choose from {', '.join(MODELS)} or all)")
+    if args.n < 10:
+        cli.fail("--n must be at least 10")
+    device = cli.setup(args)
+    data_source, size = report_settings(args, names)
+    data = load_dataset(data_source, size)
+    evaluator, evaluator_accuracy = load_or_train_evaluator(data, retrain=args.retrain_evaluator)
+    reference = predict(evaluator, to_float(data.images[data.train_idx]), features=True)
+    generator = torch.Generator().manual_seed(args.seed)
+
+    rows, real = calibration_rows(data, reference, evaluator, args.n, generator)
+    figure_rows, figure_labels = [real[:10]], ["real"]
+    for name in names:
+        row, samples = model_row(name, data, reference, evaluator, args.n, generator, device)
+        rows.append(row)
+        if samples is not None:
+            figure_rows.append(samples[:10].cpu())
+            figure_labels.append(name)
+        print(f"{name}: {row['status']}", flush=True)
+
+    settings = {"data": f"{data.source} ({len(data.train_idx)} train / {len(data.valid_idx)} valid, "
+                        f"{data.image_size}px, classes {', '.join(data.classes)})",
+                "features": f"penultimate layer ({FEATURE_DIM}-d) of the project's flower classifier, "
+                            f"validation accuracy {evaluator_accuracy:.1%}",
+                "reference": "FD, KID, precision/recall (k=3) against the training split's features; "
+                             "reconstruction on the validation split; NN dist: mean L2 pixel distance to "
+                             "the nearest training image",
+                "seed": args.seed, "date": str(datetime.date.today())}
+    if args.inception:
+        settings["inception FID"] = inception_note()
+    Path("vis").mkdir(exist_ok=True)
+    Path("vis/report.md").write_text(markdown(rows, settings))
+    Path("vis/report.json").write_text(json.dumps(dict(settings=settings, rows=rows), indent=2))
+    image_rows(figure_rows, figure_labels, f"samples per model ({data.image_size}px, seed {args.seed})",
+               "vis/compare.png")
+    print(markdown(rows, settings))
+    print("wrote vis/report.md, vis/report.json, vis/compare.png")
+
+
+def inception_note():
+    """Standard Inception FID needs weights that cannot be downloaded here; say so instead of failing."""
+    try:
+        import torch_fidelity  # noqa: F401
+    except ImportError:
+        return "skipped: needs `pip install torch-fidelity` and a one-time download of its Inception weights"
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    if not any(cache.glob("*inception*")):
+        return "skipped: torch-fidelity's Inception weights are not cached yet (a one-time download when online)"
+    return "available: run `fidelity --gpu 0 --fid --input1 DIR1 --input2 DIR2` on folders from random_generation.py --n"
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,72 @@
+"""The flower classifier behind the metrics, and the report with a model missing."""
+import json
+
+import pytest
+import torch
+
+import evaluate
+import train_script
+import utils.evaluator as evaluator_module
+from utils.data import load_dataset
+from utils.evaluator import accuracy, augment, load_or_train_evaluator, train_classifier
+
+
+@pytest.fixture(scope="module")
+def synthetic_data():
+    return load_dataset("synthetic", 24, quiet=True)
+
+
+def test_classifier_learns_the_synthetic_flowers(synthetic_data):
+    small = synthetic_data
+    keep = torch.cat([torch.nonzero(small.labels[small.train_idx] == c).flatten()[:60] for c in range(3)])
+    small.train_idx = small.train_idx[keep]   # 180 training images keep the test fast
+    model, valid_accuracy = train_classifier(small, epochs=8, log=lambda s: None)
+    assert valid_accuracy >= 0.9
+    x, y = small.split("valid")
+    assert accuracy(model, x, y) == pytest.approx(valid_accuracy)
+    assert model.features(torch.rand(5, 3, 48, 48)).shape == (5, 128)   # other sizes are resized
+
+
+def test_augment_keeps_shape_and_range():
+    x = torch.rand(6, 3, 24, 24)
+    y = augment(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and 0 <= y.min() and y.max() <= 1 and not torch.equal(x, y)
+
+
+def test_evaluator_is_reused_until_the_data_changes(tiny_flowers, workdir, monkeypatch):
+    data = load_dataset(str(tiny_flowers), 24)
+    calls = []
+    real_train = evaluator_module.train_classifier
+    monkeypatch.setattr(evaluator_module, "train_classifier",
+                        lambda d, log=print: calls.append(1) or real_train(d, epochs=1, log=log))
+    load_or_train_evaluator(data)
+    load_or_train_evaluator(data)
+    assert len(calls) == 1
+    data.images = data.images.flip(-1)
+    load_or_train_evaluator(data)
+    assert len(calls) == 2
+
+
+def test_report_with_a_missing_model(tiny_flowers, workdir, monkeypatch, capsys):
+    real_train = evaluator_module.train_classifier
+    monkeypatch.setattr(evaluator_module, "train_classifier", lambda d, log=print: real_train(d, epochs=2, log=log))
+    train_script.main(["--model", "AE", "--data", str(tiny_flowers), "--epochs", "1", "--threads", "1"])
+    evaluate.main(["--model", "all", "--n", "20", "--threads", "1"])
+    report = (workdir / "vis/report.md").read_text()
+    assert "| VAE |" in report and "not trained yet — run python train_script.py --model VAE" in report
+    assert "not trained yet — run python diffusion.py" in report
+    rows = {r["row"]: r for r in json.loads((workdir / "vis/report.json").read_text())["rows"]}
+    ae = rows["AE"]
+    assert ae["n"] == 20 and ae["fd"] > 0 and 0 <= ae["precision"] <= 1 and ae["compression"] == 27
+    assert 0 < ae["ssim"] < 1 and ae["psnr"] > 5
+    assert rows["real (held-out)"]["n"] == 3     # the tiny set holds out one image per class
+    assert (workdir / "vis/compare.png").exists()
+
+
+def test_gaussian_baseline_matches_the_pixel_statistics():
+    g = torch.Generator().manual_seed(0)
+    mixing = torch.tensor([[1.0, 0.5, 0.0, 0.0], [0.0, 1.0, 0.5, 0.0], [0.0, 0.0, 1.0, -0.5], [0.0, 0.0, 0.0, 1.0]])
+    train = (0.5 + 0.08 * torch.randn(400, 4, generator=g) @ mixing).view(400, 1, 2, 2)  # correlated, inside [0, 1]
+    samples = evaluate.gaussian_baseline(train, 20000, g)
+    assert torch.allclose(samples.mean(0), train.mean(0), atol=0.01)
+    assert torch.allclose(samples.flatten(1).T.cov(), train.flatten(1).T.cov(), atol=0.001)
