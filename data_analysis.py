@@ -40,7 +40,7 @@ def main(argv=None):
     means = torch.stack([images[data.labels == c].mean(0) for c in range(len(data.classes))])
     image_rows([means], ["mean"], "mean image per class", "vis/mean_images.png", cell=1.2, column_labels=data.classes)
     g = torch.Generator().manual_seed(args.seed)
-    originals = images[data.train_idx[:8]]
+    originals = images[data.train_idx[torch.randperm(len(data.train_idx), generator=g)[:8]]]
     image_rows([originals] + [augment(originals, g) for _ in range(3)],
                ["original", "augmented", "augmented", "augmented"],
                "training augmentations: flips and small random resized crops", "vis/augmentations.png")

@@ -33,7 +33,7 @@ def image_rows(rows, labels, title, path, cell=0.9, column_labels=None):
         axes_row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     for ax, label in zip(axes[0], column_labels or []):
         ax.set_title(label, fontsize=8)
-    fig.suptitle(title, fontsize=11)
+    fig.suptitle(title, fontsize=11, y=1.05 if column_labels else 0.98)  # clear of the column titles
     fig.subplots_adjust(wspace=0.05, hspace=0.05)
     save_figure(fig, path)
 
