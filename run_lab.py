@@ -7,8 +7,10 @@ Each step is the command the handout asks for, with its output redirected into l
     python train_script.py --model VAE > log/train_VAE.out
     python visualization.py --model MLPAE|AE|VAE
     python random_generation.py --model AE|VAE
+    python diffusion.py > log/train_diffusion.out       (Part 4: about 16 minutes of the total)
 """
 import contextlib
+import diffusion
 import sys
 import time
 from pathlib import Path
@@ -27,23 +29,31 @@ TRAINING = [
     ("log/train_AE.out", ["--model", "AE"]),
     ("log/train_VAE.out", ["--model", "VAE"]),
 ]
+DIFFUSION_LOG = "log/train_diffusion.out"
 FIGURES = [(visualization.main, ["--model", m]) for m in ("MLPAE", "AE", "VAE")] + \
           [(random_generation.main, ["--model", m]) for m in ("AE", "VAE")]
 ARTEFACTS = ["models/Best_MLPAE.pth", "models/Best_AE.pth", "models/Best_VAE.pth",
              *(f"vis/{split}_{m}.png" for m in ("MLPAE", "AE", "VAE") for split in ("train", "valid")),
              "vis/random_images_AE.png", "vis/random_images_VAE.png",
-             *(log for log, _ in TRAINING)]
+             *(log for log, _ in TRAINING),
+             "models/Best_diffusion.pth", "vis/random_images_diffusion.png", "vis/denoise_process_diffusion.png",
+             DIFFUSION_LOG]
 
 
 def main():
     p = cli.parser(__doc__)
-    p.add_argument("--epochs", type=int, default=None, help="override every model's epoch count (quick runs)")
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke test: one epoch per model and few sampling steps (the files, not the results)")
+    p.add_argument("--diffusion-minutes", type=float, default=None, help="diffusion's training budget "
+                   "(default: diffusion.py's own)")
     args = p.parse_args()
     shared = ["--seed", str(args.seed), "--device", args.device]
     shared += ["--data", args.data] if args.data else []
     shared += ["--threads", str(args.threads)] if args.threads else []
     size = ["--image-size", str(args.image_size)] if args.image_size else []
-    epochs = ["--epochs", str(args.epochs)] if args.epochs else []
+    epochs = ["--epochs", "1"] if args.quick else []
+    diffusion_flags = ["--minutes", "0", "--epochs", "1", "--steps", "3", "--preview-every", "0"] if args.quick \
+        else ["--minutes", str(args.diffusion_minutes)] if args.diffusion_minutes else []
     print(f"data: {resolve_source(args.data)}" + ("  (built-in synthetic flowers: ./flowers not found)"
                                                    if resolve_source(args.data) == "synthetic" else ""))
     Path("log").mkdir(exist_ok=True)
@@ -53,6 +63,10 @@ def main():
         with open(log, "w") as out, contextlib.redirect_stdout(out):
             train_script.main(flags + shared + size + epochs)
         print("          " + Path(log).read_text().strip().splitlines()[-2], flush=True)  # the 'best' line
+    print(f"[{time.perf_counter() - start:5.0f}s] python diffusion.py > {DIFFUSION_LOG}", flush=True)
+    with open(DIFFUSION_LOG, "w") as out, contextlib.redirect_stdout(out):
+        diffusion.main(diffusion_flags + shared + size)
+    print("          " + Path(DIFFUSION_LOG).read_text().strip().splitlines()[-2], flush=True)
     for script, flags in FIGURES:
         print(f"[{time.perf_counter() - start:5.0f}s] python {Path(script.__code__.co_filename).name} {' '.join(flags)}",
               flush=True)

@@ -99,7 +99,7 @@ def test_checkpoint_of_another_model_or_size(tiny_flowers, workdir):
 
 
 def test_run_lab_writes_every_submission_file(tiny_flowers, workdir, capsys, monkeypatch):
-    monkeypatch.setattr("sys.argv", ["run_lab.py", "--data", str(tiny_flowers), "--epochs", "1", "--threads", "1"])
+    monkeypatch.setattr("sys.argv", ["run_lab.py", "--data", str(tiny_flowers), "--quick", "--threads", "1"])
     run_lab.main()
     out = capsys.readouterr().out
     assert "MISSING" not in out

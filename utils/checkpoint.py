@@ -20,7 +20,8 @@ def load_checkpoint(path, model=None, image_size=None):
     """Load with weights_only=True; a wrong model name or image size is a one-line UserError."""
     path = Path(path)
     if not path.exists():
-        hint = f" (train it first: python train_script.py --model {model})" if model else ""
+        command = "python diffusion.py" if model == "diffusion" else f"python train_script.py --model {model}"
+        hint = f" (train it first: {command})" if model else ""
         raise UserError(f"checkpoint not found: {path}{hint}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)

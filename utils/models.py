@@ -55,20 +55,20 @@ def build_model(config):
 
 
 def loss_fn_for(config):
-    """loss(model, x, epoch) -> (objective to minimise, loss to report).
+    """loss(model, x, labels, epoch) -> (objective to minimise, loss to report); the AEs ignore the labels.
 
     The AEs report the mean squared error per pixel. The VAE reports the plain negative ELBO per
     image (beta = 1); only the objective carries the KL weight and its warm-up.
     """
     if config["model"] != "VAE":
-        def ae_loss(model, x, epoch):
+        def ae_loss(model, x, labels, epoch):
             mse = F.mse_loss(model(x), x)
             return mse, mse
         return ae_loss
 
     recon, beta, warmup = config["recon"], config["beta"], config["kl_warmup"]
 
-    def vae_loss(model, x, epoch):
+    def vae_loss(model, x, labels, epoch):
         recon_x, mu, logvar = model(x)
         reported = VAE_loss_function(recon_x, x, mu, logvar, recon=recon)
         weight = beta * min(1.0, epoch / warmup) if warmup else beta

@@ -1,4 +1,5 @@
 """The training loop shared by every model: epochs, validation, best-model saving, early stopping."""
+import copy
 import math
 import sys
 import time
@@ -54,24 +55,50 @@ def make_scheduler(name, optimizer, epochs):
     raise ValueError(f"unknown scheduler {name!r}")
 
 
-def batches(images, batch_size, device, generator=None):
-    """Float batches sliced from the in-memory uint8 tensor; shuffled when a generator is given."""
-    order = torch.randperm(len(images), generator=generator) if generator is not None else None
+class EMA:
+    """An exponential moving average of a model's weights: diffusion samples from it, not from the raw weights."""
+
+    def __init__(self, model, decay=0.999):
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay, self.steps = decay, 0
+
+    @torch.no_grad()
+    def update(self, model):
+        self.steps += 1
+        # Warm-up: early on the average would be dominated by the random initialisation.
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        torch._foreach_lerp_(list(self.model.parameters()), list(model.parameters()), 1 - decay)
+        for mine, theirs in zip(self.model.buffers(), model.buffers()):
+            mine.copy_(theirs)
+
+    def state_dict(self):
+        return dict(model=self.model.state_dict(), steps=self.steps, decay=self.decay)
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state["model"])
+        self.steps, self.decay = state["steps"], state["decay"]
+
+
+def batches(images, labels, batch_size, device, generator=None):
+    """(float images in [0, 1], labels) sliced from the in-memory uint8 tensor; shuffled when given a generator."""
+    order = torch.randperm(len(images), generator=generator) if generator is not None else torch.arange(len(images))
     for start in range(0, len(images), batch_size):
-        chunk = images[order[start:start + batch_size]] if order is not None else images[start:start + batch_size]
-        yield chunk.to(device, non_blocking=True).float().div_(255)
+        idx = order[start:start + batch_size]
+        yield images[idx].to(device, non_blocking=True).float().div_(255), labels[idx].to(device)
 
 
-def train_epoch(model, loss_fn, images, optimizer, batch_size, device, epoch, generator, desc):
+def train_epoch(model, loss_fn, images, labels, optimizer, batch_size, device, epoch, generator, desc, ema=None):
     model.train()
     total, count = 0.0, 0
     bar = tqdm(total=len(images), desc=desc, unit="img", leave=False, file=sys.stderr,
                disable=not sys.stderr.isatty())
-    for x in batches(images, batch_size, device, generator):
-        objective, reported = loss_fn(model, x, epoch)
+    for x, y in batches(images, labels, batch_size, device, generator):
+        objective, reported = loss_fn(model, x, y, epoch)
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         optimizer.step()
+        if ema is not None:
+            ema.update(model)
         total += reported.item() * len(x)
         count += len(x)
         bar.update(len(x))
@@ -80,29 +107,73 @@ def train_epoch(model, loss_fn, images, optimizer, batch_size, device, epoch, ge
 
 
 @torch.no_grad()
-def evaluate(model, loss_fn, images, device, epoch, batch_size=500):
+def evaluate(model, loss_fn, images, labels, device, epoch, batch_size=500):
+    """Mean reported loss; any noise the loss draws is the same at every call (a fixed, seeded draw)."""
     model.eval()
-    total = sum(loss_fn(model, x, epoch)[1].item() * len(x) for x in batches(images, batch_size, device))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        total = sum(loss_fn(model, x, y, epoch)[1].item() * len(x)
+                    for x, y in batches(images, labels, batch_size, device))
     return total / len(images)
 
 
+def training_state(model, optimizer, scheduler, ema, early_stopping, history, generator):
+    """Everything --resume needs to continue as if never stopped."""
+    return dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict() if scheduler else None, ema=ema.state_dict() if ema else None,
+                best=early_stopping.best, bad_epochs=early_stopping.bad_epochs, history=history,
+                generator=generator.get_state(), torch_rng=torch.get_rng_state())
+
+
+def restore_state(state, model, optimizer, scheduler, ema, early_stopping, generator):
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler and state["scheduler"]:
+        scheduler.load_state_dict(state["scheduler"])
+    if ema and state["ema"]:
+        ema.load_state_dict(state["ema"])
+    early_stopping.best, early_stopping.bad_epochs = state["best"], state["bad_epochs"]
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    return list(state["history"])
+
+
+def eta(history, epochs, minutes, started):
+    if minutes is not None:
+        return max(0.0, minutes * 60 - (time.perf_counter() - started))
+    return (epochs - len(history)) * sum(h["seconds"] for h in history) / len(history)
+
+
 def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_size, device,
-        checkpoint_path, config, scheduler=None, early_stopping=None, seed=0, until=None, log=print):
+        checkpoint_path, config, train_labels=None, valid_labels=None, scheduler=None, early_stopping=None,
+        ema=None, minutes=None, resume_path=None, resume=None, on_epoch_end=None, seed=0, until=None, log=print):
     """Train, validate each epoch, keep the best model (lowest validation loss) at checkpoint_path.
 
-    Returns (per-epoch history, seconds). Ctrl-C ends training early and keeps what was saved.
-    `until(history)` ends it once true: benchmarks use it to time reaching a target.
+    loss_fn(model, x, y, epoch) -> (objective, reported loss). With `ema`, validation and the best
+    checkpoint use the averaged weights. `minutes` is a wall-clock budget: no epoch starts that would
+    overrun it. With `resume_path`, the full training state is written there after every epoch and on
+    Ctrl-C; `resume` (such a state) continues from it. `until(history)` ends training once true
+    (benchmarks time reaching a target); `on_epoch_end(epoch)` runs after each epoch (previews).
+    Returns (per-epoch history, seconds).
     """
     early_stopping = early_stopping or EarlyStopping(patience=None)
     generator = torch.Generator().manual_seed(seed)
-    history, started = [], time.perf_counter()
+    train_labels = train_labels if train_labels is not None else torch.zeros(len(train_images), dtype=torch.long)
+    valid_labels = valid_labels if valid_labels is not None else torch.zeros(len(valid_images), dtype=torch.long)
+    history = restore_state(resume, model, optimizer, scheduler, ema, early_stopping, generator) if resume else []
+    started = time.perf_counter() - sum(h["seconds"] for h in history)
+    state = lambda: training_state(model, optimizer, scheduler, ema, early_stopping, history, generator)  # noqa: E731
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(len(history) + 1, epochs + 1):
+            if minutes is not None and history and eta(history, epochs, minutes, started) < history[-1]["seconds"]:
+                log(f"time budget of {minutes:g} minutes reached")
+                break
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            train_loss = train_epoch(model, loss_fn, train_images, optimizer, batch_size, device, epoch,
-                                     generator, f"epoch {epoch}/{epochs}")
-            valid_loss = evaluate(model, loss_fn, valid_images, device, epoch)
+            train_loss = train_epoch(model, loss_fn, train_images, train_labels, optimizer, batch_size, device,
+                                     epoch, generator, f"epoch {epoch}/{epochs}", ema)
+            scored = ema.model if ema is not None else model
+            valid_loss = evaluate(scored, loss_fn, valid_images, valid_labels, device, epoch)
             if scheduler is not None:
                 scheduler.step()
             seconds = time.perf_counter() - t0
@@ -111,10 +182,15 @@ def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_
             improved = early_stopping.step(valid_loss)
             if improved:
                 save_checkpoint(checkpoint_path, dict(
-                    config=config, model=model.state_dict(), epoch=epoch,
-                    train_loss=train_loss, valid_loss=valid_loss, history=history))
+                    config=config, model=model.state_dict(), ema=ema.model.state_dict() if ema else None,
+                    epoch=epoch, train_loss=train_loss, valid_loss=valid_loss, history=history))
+            if resume_path:
+                save_checkpoint(resume_path, dict(config=config, epoch=epoch, state=state()))
             log(f"epoch {epoch:3d}/{epochs}  train {fmt_loss(train_loss)}  valid {fmt_loss(valid_loss)}  lr {lr:.1e}  "
-                f"{seconds:5.1f}s  {history[-1]['images_per_s']:6.0f} img/s" + ("  * saved best" if improved else ""))
+                f"{seconds:5.1f}s  {history[-1]['images_per_s']:6.0f} img/s  ETA {eta(history, epochs, minutes, started):4.0f}s"
+                + ("  * saved best" if improved else ""))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch)
             if early_stopping.should_stop:
                 log(f"early stopping: no improvement for {early_stopping.patience} epochs")
                 break
@@ -122,5 +198,9 @@ def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_
                 log("target reached")
                 break
     except KeyboardInterrupt:
-        log(f"interrupted after {len(history)} epoch(s); the best model so far is kept")
+        if resume_path:
+            save_checkpoint(resume_path, dict(config=config, epoch=len(history), state=state()))
+            log(f"interrupted after {len(history)} epoch(s); resumable state saved to {resume_path} (--resume)")
+        else:
+            log(f"interrupted after {len(history)} epoch(s); the best model so far is kept")
     return history, time.perf_counter() - started
