@@ -3,25 +3,18 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from Autoencoder import conv_decoder, conv_encoder
+from Autoencoder import Autoencoder
 
 
-class VarAutoencoder(nn.Module):
+class VarAutoencoder(Autoencoder):
+    """The Part 2 autoencoder whose code is a distribution: mean and log-variance heads replace its Linear."""
+
     def __init__(self, image_size=24, channels=3, encoding_dim=64):
-        super().__init__()
-        if image_size % 4:
-            raise ValueError(f"image size must be a multiple of 4 (two 2x poolings), got {image_size}")
-        self.image_shape = (channels, image_size, image_size)
-        self.encoding_dim = encoding_dim
-        self.feature_shape = (128, image_size // 4, image_size // 4)
-        features = 128 * (image_size // 4) ** 2
-        self.encoder = nn.Sequential(conv_encoder(channels), nn.Flatten())
+        super().__init__(image_size, channels, encoding_dim)
+        features = self.encoder[-1].in_features
+        self.encoder = self.encoder[:-1]  # the convolutional trunk, flattened
         self.fc_mu = nn.Linear(features, encoding_dim)
         self.fc_logvar = nn.Linear(features, encoding_dim)
-        self.decoder = nn.Sequential(
-            nn.Linear(encoding_dim, features), nn.ReLU(), nn.Unflatten(1, self.feature_shape),
-            conv_decoder(channels),
-        )
 
     def moments(self, x):
         """Mean and log-variance of q(z|x)."""
@@ -31,9 +24,6 @@ class VarAutoencoder(nn.Module):
     def encode(self, x):
         """The deterministic code (the posterior mean), so the VAE reconstructs like the AEs."""
         return self.moments(x)[0]
-
-    def decode(self, z):
-        return self.decoder(z)
 
     @staticmethod
     def reparameterize(mu, logvar):

@@ -176,6 +176,8 @@ def guided_denoiser(model, alpha_bar, objective, labels=None, guidance=2.0):
         t_batch = torch.full((len(x),), t, device=x.device, dtype=torch.long)
         if labels is None or guidance == 0:   # exactly the unconditional prediction, at half the cost
             output = model(x, t_batch)
+        elif guidance == 1:                   # exactly the conditional one
+            output = model(x, t_batch, labels)
         else:
             both = model(torch.cat([x, x]), torch.cat([t_batch, t_batch]),
                          torch.cat([labels, torch.full_like(labels, model.num_classes)]))
@@ -228,11 +230,11 @@ def class_index(config, name):
     return config["classes"].index(name)
 
 
-def generate_for_evaluation(model, ckpt, n, generator, device, guidance=2.0):
+def generate_for_evaluation(model, ckpt, n, generator, device, guidance=2.0, sampler="dpm", steps=20):
     """Class-balanced conditional samples (with their labels) or unconditional ones, for evaluate.py."""
     config = ckpt["config"]
     labels = balanced_labels(len(config["classes"]), n) if config["conditional"] else None
-    return sample(model, config, n, labels, guidance, generator=generator, device=device), labels
+    return sample(model, config, n, labels, guidance, sampler, steps, generator, device), labels
 
 
 def sample_grid(model, config, path, generator, device, guidance=2.0, sampler="ddim", steps=50, per_row=10):
@@ -247,7 +249,7 @@ def sample_grid(model, config, path, generator, device, guidance=2.0, sampler="d
         unconditional = sample(model, config, 2 * per_row, None, 0, sampler, steps, generator, device)
         rows = list(conditional.split(per_row)) + list(unconditional.split(per_row))
         names = list(classes) + ["unconditional"] * 2
-    title = f"diffusion samples ({sampler}, {steps if sampler == 'ddim' else config['timesteps']} steps"
+    title = f"diffusion samples ({sampler}, {config['timesteps'] if sampler == 'ddpm' else steps} steps"
     title += f", guidance {guidance:g})" if config["conditional"] else ")"
     image_rows(rows, names, title, path)
 
@@ -283,7 +285,9 @@ def get_args(argv=None):
     p.add_argument("--p-uncond", type=float, default=0.1, help="label dropout for classifier-free guidance")
     p.add_argument("--unconditional", action="store_true", help="ignore the class labels")
     p.add_argument("--guidance", type=float, default=2.0, help="guidance weight of the final sample grid")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps of the previews and final figures")
+    p.add_argument("--sampler", choices=["dpm", "ddim", "ddpm"], default="dpm", help="sampler of the final grid")
+    p.add_argument("--steps", type=int, default=20, help="sampler steps of the previews and the final grid")
+    p.add_argument("--film-steps", type=int, default=50, help="DDIM steps of the denoising-process figure")
     p.add_argument("--preview-every", type=int, default=5, help="epochs between preview grids (0: none)")
     p.add_argument("--resume", action="store_true", help=f"continue from {RESUME} (saved each epoch and on Ctrl-C)")
     p.add_argument("--split-seed", type=int, default=0)
@@ -322,7 +326,7 @@ def main(argv=None):
     def preview(epoch):
         if args.preview_every and epoch % args.preview_every == 0:
             sample_grid(ema.model, config, "vis/preview_diffusion.png", torch.Generator().manual_seed(args.seed),
-                        device, args.guidance, steps=25, per_row=8)
+                        device, args.guidance, args.sampler, args.steps, per_row=8)
 
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model      Diffuser (U-Net, base {config['base']}), {n_params:,} parameters, "
@@ -347,8 +351,10 @@ def main(argv=None):
     loss_curve(history, "diffusion: training loss (validation: EMA weights, fixed noise)", "vis/loss_diffusion.png")
     best_model, ckpt = load_trained(args.checkpoint, device)
     g = torch.Generator().manual_seed(args.seed)
-    sample_grid(best_model, ckpt["config"], "vis/random_images_diffusion.png", g, device, args.guidance, steps=args.steps)
-    denoise_figure(best_model, ckpt["config"], "vis/denoise_process_diffusion.png", g, device, steps=args.steps)
+    sample_grid(best_model, ckpt["config"], "vis/random_images_diffusion.png", g, device, args.guidance,
+                args.sampler, args.steps)
+    denoise_figure(best_model, ckpt["config"], "vis/denoise_process_diffusion.png", g, device,
+                   steps=args.film_steps)
     best = min(history, key=lambda h: h["valid_loss"])
     print(f"done       {len(history)} epochs in {seconds / 60:.1f} min; final train {fmt_loss(history[-1]['train_loss'])}")
     print(f"best       epoch {best['epoch']}: valid {fmt_loss(best['valid_loss'])} -> {args.checkpoint}")

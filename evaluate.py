@@ -76,7 +76,7 @@ def generate(name, model, ckpt, n, generator, device):
     """n samples (and their requested labels, for a class-conditional model) from a trained model."""
     if name == "diffusion":
         import diffusion
-        return diffusion.generate_for_evaluation(model, ckpt, n, generator, device)
+        return diffusion.generate_for_evaluation(model, ckpt, n, generator, device)  # DPM-Solver, 20 steps
     from random_generation import sample
     return sample(model, n, generator, device), None
 

@@ -73,8 +73,8 @@ def main(argv=None):
     p.add_argument("--class", dest="class_name", default=None, help="diffusion only: sample this flower class")
     p.add_argument("--guidance", type=float, default=2.0,
                    help="diffusion only: classifier-free guidance weight (0 unconditional, 1 conditional)")
-    p.add_argument("--steps", type=int, default=50, help="diffusion only: steps of the ddim or dpm sampler")
-    p.add_argument("--sampler", choices=["ddim", "dpm", "ddpm"], default="ddim",
+    p.add_argument("--steps", type=int, default=20, help="diffusion only: steps of the dpm or ddim sampler")
+    p.add_argument("--sampler", choices=["dpm", "ddim", "ddpm"], default="dpm",
                    help="diffusion only: deterministic DDIM, DPM-Solver++(2M) (as good in fewer steps), "
                         "or ancestral DDPM through all T steps")
     args = p.parse_args(argv)

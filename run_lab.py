@@ -52,7 +52,8 @@ def main():
     shared += ["--threads", str(args.threads)] if args.threads else []
     size = ["--image-size", str(args.image_size)] if args.image_size else []
     epochs = ["--epochs", "1"] if args.quick else []
-    diffusion_flags = ["--minutes", "0", "--epochs", "1", "--steps", "3", "--preview-every", "0"] if args.quick \
+    diffusion_flags = ["--minutes", "0", "--epochs", "1", "--steps", "3", "--film-steps", "3",
+                                          "--preview-every", "0"] if args.quick \
         else ["--minutes", str(args.diffusion_minutes)] if args.diffusion_minutes else []
     print(f"data: {resolve_source(args.data)}" + ("  (built-in synthetic flowers: ./flowers not found)"
                                                    if resolve_source(args.data) == "synthetic" else ""))

@@ -141,8 +141,8 @@ def test_overfitting_eight_images_drives_the_loss_down():
 
 
 def run_diffusion(tiny, *flags):
-    diffusion.main(["--data", str(tiny), "--minutes", "0", "--epochs", "1", "--steps", "3", "--base", "8",
-                    "--threads", "1", "--batch-size", "16", *flags])
+    diffusion.main(["--data", str(tiny), "--minutes", "0", "--epochs", "1", "--steps", "3", "--film-steps", "3",
+                    "--base", "8", "--threads", "1", "--batch-size", "16", *flags])
 
 
 def test_train_command_and_checkpoint(tiny_flowers, workdir, capsys):

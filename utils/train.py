@@ -186,7 +186,8 @@ def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_
                     epoch=epoch, train_loss=train_loss, valid_loss=valid_loss, history=history))
             if resume_path:
                 save_checkpoint(resume_path, dict(config=config, epoch=epoch, state=state()))
-            log(f"epoch {epoch:3d}/{epochs}  train {fmt_loss(train_loss)}  valid {fmt_loss(valid_loss)}  lr {lr:.1e}  "
+            counter = f"{epoch:3d}" if minutes is not None else f"{epoch:3d}/{epochs}"  # a budget has no epoch count
+            log(f"epoch {counter}  train {fmt_loss(train_loss)}  valid {fmt_loss(valid_loss)}  lr {lr:.1e}  "
                 f"{seconds:5.1f}s  {history[-1]['images_per_s']:6.0f} img/s  ETA {eta(history, epochs, minutes, started):4.0f}s"
                 + ("  * saved best" if improved else ""))
             if on_epoch_end is not None:
