@@ -272,7 +272,8 @@ def denoise_figure(model, config, path, generator, device, n=6, columns=10, step
 
 def get_args(argv=None):
     p = cli.parser(__doc__)
-    p.add_argument("--minutes", type=float, default=15, help="wall-clock training budget (0: train --epochs)")
+    p.add_argument("--minutes", type=float, default=15,
+                   help="wall-clock training budget, counted across --resume (0: train --epochs)")
     p.add_argument("--epochs", type=int, default=1000, help="upper limit on epochs")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
@@ -296,6 +297,10 @@ def get_args(argv=None):
     args.image_size = args.image_size or 24
     if args.image_size % 4:
         cli.fail(f"--image-size must be a multiple of 4, got {args.image_size}")
+    if args.base < 8 or args.base % 8:
+        cli.fail(f"--base must be a multiple of 8 (GroupNorm uses 8 groups), got {args.base}")
+    if min(args.steps, args.film_steps, args.batch_size, args.timesteps) < 1 or args.minutes < 0:
+        cli.fail("--steps, --film-steps, --batch-size and --timesteps must be at least 1, --minutes at least 0")
     return args
 
 
@@ -310,10 +315,12 @@ def main(argv=None):
                   min_snr=args.min_snr, p_uncond=args.p_uncond, ema=args.ema, lr=args.lr,
                   batch_size=args.batch_size, seed=args.seed)
     resume = None
-    if args.resume:
+    if args.resume:  # the saved configuration wins over the flags: the network must match its weights
         saved = load_checkpoint(RESUME, model="diffusion", image_size=data.image_size)
         config, resume = saved["config"], saved["state"]
-    model = Diffuser(data.image_size, data.channels, len(data.classes) if conditional else 0, config["base"]).to(device)
+        conditional = config["conditional"]
+    model = Diffuser(data.image_size, data.channels, len(config["classes"]) if conditional else 0,
+                     config["base"]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
     ema = EMA(model, config["ema"])
     alpha_bar = torch.cumprod(1 - make_betas(config["schedule"], config["timesteps"]), 0).to(device)
@@ -338,17 +345,21 @@ def main(argv=None):
     print(f"training   adam lr {config['lr']:g}, batch {config['batch_size']}, "
           + (f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs") + f", seed {args.seed}")
     print(f"device     {device}, {torch.get_num_threads()} threads" + ("  (resuming)" if resume else ""), flush=True)
-    history, seconds = fit(model, loss_fn, data.images[data.train_idx], data.images[data.valid_idx],
-                           train_labels=data.labels[data.train_idx], valid_labels=data.labels[data.valid_idx],
-                           optimizer=optimizer, epochs=args.epochs, batch_size=config["batch_size"], device=device,
-                           checkpoint_path=args.checkpoint, config=config, ema=ema,
-                           minutes=args.minutes or None, resume_path=RESUME, resume=resume,
-                           early_stopping=EarlyStopping(patience=None), on_epoch_end=preview, seed=args.seed,
-                           log=lambda line: print(line, flush=True))
+    history = []
+    try:
+        _, seconds = fit(model, loss_fn, data.images[data.train_idx], data.images[data.valid_idx],
+                         train_labels=data.labels[data.train_idx], valid_labels=data.labels[data.valid_idx],
+                         optimizer=optimizer, epochs=args.epochs, batch_size=config["batch_size"], device=device,
+                         checkpoint_path=args.checkpoint, config=config, ema=ema, minutes=args.minutes or None,
+                         resume_path=RESUME, resume=resume, early_stopping=EarlyStopping(patience=None),
+                         on_epoch_end=preview, seed=args.seed, history=history, log=lambda line: print(line, flush=True))
+    finally:  # after Ctrl-C too
+        if history:
+            loss_curve(history, "diffusion: training loss (validation: EMA weights, fixed noise)",
+                       "vis/loss_diffusion.png")
     if not history:
         print("no epoch finished; nothing saved")
         return
-    loss_curve(history, "diffusion: training loss (validation: EMA weights, fixed noise)", "vis/loss_diffusion.png")
     best_model, ckpt = load_trained(args.checkpoint, device)
     g = torch.Generator().manual_seed(args.seed)
     sample_grid(best_model, ckpt["config"], "vis/random_images_diffusion.png", g, device, args.guidance,

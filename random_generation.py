@@ -79,6 +79,8 @@ def main(argv=None):
                         "or ancestral DDPM through all T steps")
     args = p.parse_args(argv)
     check_model_name(args.model, allowed=("AE", "VAE", "diffusion"))
+    if args.n < 0 or args.steps < 1:
+        cli.fail("--n must be 0 or more and --steps at least 1")
     if args.n and not args.out_dir:
         cli.fail("--n needs --out-dir (the folder for the individual PNGs)")
     if args.model != "diffusion" and args.class_name:

@@ -40,6 +40,11 @@ ARTEFACTS = ["models/Best_MLPAE.pth", "models/Best_AE.pth", "models/Best_VAE.pth
              DIFFUSION_LOG]
 
 
+def best_line(log):
+    lines = Path(log).read_text().strip().splitlines()
+    return next((line for line in reversed(lines) if line.startswith("best")), lines[-1])
+
+
 def main():
     p = cli.parser(__doc__)
     p.add_argument("--quick", action="store_true",
@@ -54,7 +59,7 @@ def main():
     epochs = ["--epochs", "1"] if args.quick else []
     diffusion_flags = ["--minutes", "0", "--epochs", "1", "--steps", "3", "--film-steps", "3",
                                           "--preview-every", "0"] if args.quick \
-        else ["--minutes", str(args.diffusion_minutes)] if args.diffusion_minutes else []
+        else ["--minutes", str(args.diffusion_minutes)] if args.diffusion_minutes is not None else []
     print(f"data: {resolve_source(args.data)}" + ("  (built-in synthetic flowers: ./flowers not found)"
                                                    if resolve_source(args.data) == "synthetic" else ""))
     Path("log").mkdir(exist_ok=True)
@@ -63,11 +68,11 @@ def main():
         print(f"[{time.perf_counter() - start:5.0f}s] python train_script.py {' '.join(flags)} > {log}", flush=True)
         with open(log, "w") as out, contextlib.redirect_stdout(out):
             train_script.main(flags + shared + size + epochs)
-        print("          " + Path(log).read_text().strip().splitlines()[-2], flush=True)  # the 'best' line
+        print("          " + best_line(log), flush=True)
     print(f"[{time.perf_counter() - start:5.0f}s] python diffusion.py > {DIFFUSION_LOG}", flush=True)
     with open(DIFFUSION_LOG, "w") as out, contextlib.redirect_stdout(out):
         diffusion.main(diffusion_flags + shared + size)
-    print("          " + Path(DIFFUSION_LOG).read_text().strip().splitlines()[-2], flush=True)
+    print("          " + best_line(DIFFUSION_LOG), flush=True)
     for script, flags in FIGURES:
         print(f"[{time.perf_counter() - start:5.0f}s] python {Path(script.__code__.co_filename).name} {' '.join(flags)}",
               flush=True)

@@ -1,4 +1,5 @@
 """Train an autoencoder (Parts 1-3) and keep the best model: python train_script.py --model AE"""
+import time
 from pathlib import Path
 
 import torch
@@ -37,6 +38,11 @@ def get_args(argv=None, default_model=None):
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
     args.image_size = args.image_size or 24
+    if not 0 < args.valid_fraction <= 0.5:
+        cli.fail(f"--valid-fraction must be in (0, 0.5], got {args.valid_fraction}")
+    for flag in ("epochs", "batch_size", "encoding_dim"):
+        if getattr(args, flag) < 1:
+            cli.fail(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     args.checkpoint = args.checkpoint or f"models/Best_{args.model}.pth"
     return args
 
@@ -78,15 +84,22 @@ def train(args, until=None):
     """Train as the flags say, print the log, write the loss curve; returns the history."""
     data, model, optimizer, config, device = prepare(args)
     print_header(args, data, model, device)
-    history, seconds = fit(model, loss_fn_for(config), data.images[data.train_idx], data.images[data.valid_idx],
-                           optimizer=optimizer, epochs=args.epochs, batch_size=args.batch_size, device=device,
-                           scheduler=make_scheduler(args.scheduler, optimizer, args.epochs),
-                           early_stopping=EarlyStopping(args.patience, args.min_delta),
-                           checkpoint_path=args.checkpoint, config=config, seed=args.seed, until=until,
-                           log=lambda line: print(line, flush=True))
+    history, start = [], time.perf_counter()
+    try:
+        fit(model, loss_fn_for(config), data.images[data.train_idx], data.images[data.valid_idx],
+            optimizer=optimizer, epochs=args.epochs, batch_size=args.batch_size, device=device,
+            scheduler=make_scheduler(args.scheduler, optimizer, args.epochs),
+            early_stopping=EarlyStopping(args.patience, args.min_delta), checkpoint_path=args.checkpoint,
+            config=config, seed=args.seed, until=until, history=history, log=lambda line: print(line, flush=True))
+    finally:  # after Ctrl-C too: the curve and the summary of the epochs that finished
+        summarise(args, history, time.perf_counter() - start)
+    return history
+
+
+def summarise(args, history, seconds):
     if not history:
         print("no epoch finished; nothing saved")
-        return history
+        return
     run_name = Path(args.checkpoint).stem.removeprefix("Best_")
     best = min(history, key=lambda h: h["valid_loss"])
     last = history[-1]
@@ -96,7 +109,6 @@ def train(args, until=None):
           f"valid {fmt_loss(last['valid_loss'])}")
     print(f"best       epoch {best['epoch']}: valid {fmt_loss(best['valid_loss'])} -> {args.checkpoint}")
     print(f"curve      {curve}")
-    return history
 
 
 def main(argv=None, default_model=None):

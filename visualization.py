@@ -14,6 +14,8 @@ def main(argv=None):
     p.add_argument("--checkpoint", default=None, help="default models/Best_<MODEL>.pth")
     args = p.parse_args(argv)
     check_model_name(args.model)
+    if args.n < 1:
+        cli.fail(f"--n must be at least 1, got {args.n}")
     device = cli.setup(args)
     model, ckpt = load_trained(args.model, args.checkpoint, device, args.image_size)
     config = ckpt["config"]

@@ -61,6 +61,14 @@ def test_loss_on_known_tensors():
     torch.manual_seed(0)
     torch.randint(0, 1000, (4,))
     assert loss.item() == pytest.approx(torch.randn_like(x0).square().mean().item(), rel=1e-6)
+    torch.manual_seed(1)
+    weighted = diffusion_loss_fn(Zero(), x0, None, alpha_bar, objective="v", min_snr=5)
+    torch.manual_seed(1)
+    ab = alpha_bar[torch.randint(0, 1000, (4,))].view(-1, 1, 1, 1)
+    v = ab.sqrt() * torch.randn_like(x0) - (1 - ab).sqrt() * x0
+    snr = (ab / (1 - ab)).flatten()
+    by_hand = (v.square().mean(dim=(1, 2, 3)) * snr.clamp(max=5) / (snr + 1)).mean()
+    assert weighted.item() == pytest.approx(by_hand.item(), rel=1e-5)
     for objective in ("eps", "v"):
         for min_snr in (0, 5):
             exact = diffusion_loss_fn(Oracle(x0, alpha_bar, objective), x0, None, alpha_bar, objective, min_snr)
@@ -78,6 +86,27 @@ def test_samplers_recover_the_single_training_image(objective):
               ddpm_sample(denoise, (2, 3, 4, 4), betas, torch.Generator().manual_seed(0)),
               dpm_solver_sample(denoise, (2, 3, 4, 4), alpha_bar, 10, torch.Generator().manual_seed(0))):
         assert torch.allclose(x, x0.expand(2, -1, -1, -1), atol=1e-3)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm"])
+def test_sampler_marginals_match_the_forward_process(sampler):
+    """Given the exact clean image, every sampler's x_t must follow q(x_t | x0) = N(sqrt(ab) x0, 1 - ab) mid-way."""
+    betas = make_betas("cosine", 200)
+    alpha_bar = torch.cumprod(1 - betas, 0)
+    x0 = torch.full((1, 1, 1, 1), 0.4)
+    oracle = Oracle(x0, alpha_bar, "eps")
+    denoise = lambda x, t: eps_and_x0(oracle(x, torch.full((len(x),), t)), x, alpha_bar[t], "eps")  # noqa: E731
+    seen = {}
+    trace = lambda t, x: seen.setdefault("x", (t, x.clone())) if t <= 100 else None  # noqa: E731
+    g = torch.Generator().manual_seed(0)
+    shape = (20000, 1, 1, 1)
+    if sampler == "ddpm":
+        ddpm_sample(denoise, shape, betas, g, trace=trace)
+    else:
+        (ddim_sample if sampler == "ddim" else dpm_solver_sample)(denoise, shape, alpha_bar, 20, g, trace=trace)
+    t, x = seen["x"]
+    assert x.mean().item() == pytest.approx(0.4 * alpha_bar[t].sqrt().item(), abs=0.02)
+    assert x.var().item() == pytest.approx(1 - alpha_bar[t].item(), rel=0.05)
 
 
 def test_dpm_solver_and_ddim_solve_the_same_ode():
@@ -161,7 +190,7 @@ def test_train_command_and_checkpoint(tiny_flowers, workdir, capsys):
 
 def test_resume_matches_an_uninterrupted_run(tiny_flowers, workdir):
     run_diffusion(tiny_flowers, "--epochs", "2", "--seed", "5")
-    straight = torch.load("models/Best_diffusion.pth", weights_only=True)["history"]
+    straight = torch.load("models/last_diffusion.pth", weights_only=True)["state"]["history"]
     run_diffusion(tiny_flowers, "--epochs", "1", "--seed", "5")
     run_diffusion(tiny_flowers, "--epochs", "2", "--seed", "5", "--resume")
     resumed = torch.load("models/last_diffusion.pth", weights_only=True)["state"]["history"]

@@ -63,7 +63,8 @@ def test_training_lowers_the_loss(name, tmp_path):
     assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
 
 
-def test_sgd_default_leaves_the_mean_image_plateau():
+def test_defaults_per_optimizer():
+    assert training_defaults("AE")["optimizer"] == "adam"
     assert training_defaults("AE", "sgd")["epochs"] == 60
     assert training_defaults("AE", "momentum")["batch_size"] == training_defaults("AE")["batch_size"]
 

@@ -47,11 +47,15 @@ def pick_device(name):
         raise UserError(f"unknown device {name!r} (use auto, cpu, cuda or mps)")
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but no CUDA GPU is available")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("--device mps asked for, but no Apple GPU is available")
     return torch.device(name)
 
 
 def setup(args):
     """Seed everything, set the thread count deliberately, and return the device."""
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -70,3 +74,6 @@ def run(main):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C); checkpoints already written are kept", file=sys.stderr)
+        sys.exit(130)

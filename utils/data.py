@@ -127,7 +127,10 @@ def resolve_source(data):
 def load_dataset(data=None, image_size=24, valid_fraction=0.1, split_seed=0, quiet=False):
     source = resolve_source(data)
     if source == "synthetic":
-        from utils.synthetic import synthetic_flowers
+        from utils.synthetic import SUPPORTED_SIZES, synthetic_flowers
+        if image_size not in SUPPORTED_SIZES:
+            raise UserError(f"the built-in synthetic flowers come in {', '.join(map(str, SUPPORTED_SIZES))} px, "
+                            f"not {image_size} (pass --data DIR for other sizes)")
         if not quiet:
             print("note: ./flowers not found, using the built-in synthetic flower set (pass --data DIR for real images)")
         images, labels, classes = synthetic_flowers(image_size=image_size)

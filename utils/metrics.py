@@ -175,7 +175,7 @@ def ssim(x, y, data_range=1.0, window_size=7, sigma=1.5):
     if window_size > min(x.shape[-2:]):
         raise ValueError(f"SSIM window {window_size} does not fit images of size {tuple(x.shape[-2:])}")
     x, y = _as_float64(x), _as_float64(y)
-    window = _gaussian_window(window_size, sigma, x.shape[1])
+    window = _gaussian_window(window_size, sigma, x.shape[1]).to(x.device)
 
     def local_mean(t):
         return F.conv2d(t, window, groups=x.shape[1])

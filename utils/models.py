@@ -69,7 +69,9 @@ def loss_fn_for(config):
     recon, beta, warmup = config["recon"], config["beta"], config["kl_warmup"]
 
     def vae_loss(model, x, labels, epoch):
-        recon_x, mu, logvar = model(x)
+        # z is sampled in validation too: the reported loss is the negative ELBO, not a z = mu shortcut.
+        mu, logvar = model.moments(x)
+        recon_x = model.decode(model.reparameterize(mu, logvar))
         reported = VAE_loss_function(recon_x, x, mu, logvar, recon=recon)
         weight = beta * min(1.0, epoch / warmup) if warmup else beta
         if weight == 1.0 or not model.training:

@@ -8,8 +8,8 @@ import torch
 
 
 def ddim_timesteps(num_timesteps, steps):
-    """`steps` timesteps from T-1 down to 0, evenly spaced."""
-    return torch.linspace(num_timesteps - 1, 0, steps).round().long()
+    """`steps` timesteps from T-1 down to 0, evenly spaced (never repeated, even if steps > T)."""
+    return torch.linspace(num_timesteps - 1, 0, steps).round().long().unique_consecutive()
 
 
 @torch.no_grad()

@@ -110,7 +110,8 @@ def train_epoch(model, loss_fn, images, labels, optimizer, batch_size, device, e
 def evaluate(model, loss_fn, images, labels, device, epoch, batch_size=500):
     """Mean reported loss; any noise the loss draws is the same at every call (a fixed, seeded draw)."""
     model.eval()
-    with torch.random.fork_rng(devices=[]):
+    on_cuda = torch.device(device).type == "cuda"
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if on_cuda else []):
         torch.manual_seed(0)
         total = sum(loss_fn(model, x, y, epoch)[1].item() * len(x)
                     for x, y in batches(images, labels, batch_size, device))
@@ -122,7 +123,8 @@ def training_state(model, optimizer, scheduler, ema, early_stopping, history, ge
     return dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict() if scheduler else None, ema=ema.state_dict() if ema else None,
                 best=early_stopping.best, bad_epochs=early_stopping.bad_epochs, history=history,
-                generator=generator.get_state(), torch_rng=torch.get_rng_state())
+                generator=generator.get_state(), torch_rng=torch.get_rng_state(),
+                cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
 
 
 def restore_state(state, model, optimizer, scheduler, ema, early_stopping, generator):
@@ -135,6 +137,8 @@ def restore_state(state, model, optimizer, scheduler, ema, early_stopping, gener
     early_stopping.best, early_stopping.bad_epochs = state["best"], state["bad_epochs"]
     generator.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
+    if state.get("cuda_rng") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
     return list(state["history"])
 
 
@@ -146,13 +150,14 @@ def eta(history, epochs, minutes, started):
 
 def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_size, device,
         checkpoint_path, config, train_labels=None, valid_labels=None, scheduler=None, early_stopping=None,
-        ema=None, minutes=None, resume_path=None, resume=None, on_epoch_end=None, seed=0, until=None, log=print):
+        ema=None, minutes=None, resume_path=None, resume=None, on_epoch_end=None, seed=0, until=None, log=print,
+        history=None):
     """Train, validate each epoch, keep the best model (lowest validation loss) at checkpoint_path.
 
     loss_fn(model, x, y, epoch) -> (objective, reported loss). With `ema`, validation and the best
     checkpoint use the averaged weights. `minutes` is a wall-clock budget: no epoch starts that would
-    overrun it. With `resume_path`, the full training state is written there after every epoch and on
-    Ctrl-C; `resume` (such a state) continues from it. `until(history)` ends training once true
+    overrun it. With `resume_path`, the full training state is written there after every epoch;
+    `resume` (such a state) continues from it, the minutes budget counted across both runs. `until(history)` ends training once true
     (benchmarks time reaching a target); `on_epoch_end(epoch)` runs after each epoch (previews).
     Returns (per-epoch history, seconds).
     """
@@ -160,7 +165,9 @@ def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_
     generator = torch.Generator().manual_seed(seed)
     train_labels = train_labels if train_labels is not None else torch.zeros(len(train_images), dtype=torch.long)
     valid_labels = valid_labels if valid_labels is not None else torch.zeros(len(valid_images), dtype=torch.long)
-    history = restore_state(resume, model, optimizer, scheduler, ema, early_stopping, generator) if resume else []
+    history = history if history is not None else []
+    if resume:
+        history[:] = restore_state(resume, model, optimizer, scheduler, ema, early_stopping, generator)
     started = time.perf_counter() - sum(h["seconds"] for h in history)
     state = lambda: training_state(model, optimizer, scheduler, ema, early_stopping, history, generator)  # noqa: E731
     try:
@@ -199,9 +206,8 @@ def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_
                 log("target reached")
                 break
     except KeyboardInterrupt:
-        if resume_path:
-            save_checkpoint(resume_path, dict(config=config, epoch=len(history), state=state()))
-            log(f"interrupted after {len(history)} epoch(s); resumable state saved to {resume_path} (--resume)")
-        else:
-            log(f"interrupted after {len(history)} epoch(s); the best model so far is kept")
+        # The state saved at the last epoch's end is the one to resume from: a half-done epoch is not.
+        log(f"interrupted after {len(history)} epoch(s); the best model so far is kept"
+            + (f", and {resume_path} resumes from epoch {len(history)} (--resume)" if resume_path and history else ""))
+        raise
     return history, time.perf_counter() - started
