@@ -42,10 +42,13 @@ def VAE_loss_function(recon_x, x, mu, logvar, recon="mse", beta=1.0):
     recon="mse" is a Gaussian decoder (squared error, as the handout's reference does);
     recon="bce" is a Bernoulli decoder, which can never go below the data's own pixel entropy.
     """
+    # Sums over thousands of pixels in float32, also when the network ran under bf16 autocast (--precision bf16).
+    recon_x, mu, logvar = recon_x.float(), mu.float(), logvar.float()
     if recon == "mse":
         reconstruction = F.mse_loss(recon_x, x, reduction="sum")
     elif recon == "bce":
-        reconstruction = F.binary_cross_entropy(recon_x, x, reduction="sum")
+        with torch.autocast(x.device.type, enabled=False):  # CUDA's autocast refuses BCE, even in float32
+            reconstruction = F.binary_cross_entropy(recon_x, x, reduction="sum")
     else:
         raise ValueError(f"unknown reconstruction loss {recon!r} (use mse or bce)")
     kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())

@@ -9,7 +9,7 @@ import torch
 
 from utils import cli
 from utils.data import load_dataset, to_float
-from utils.evaluator import augment
+from utils.augment import augment
 from utils.figures import image_rows, save_figure
 
 
@@ -43,7 +43,7 @@ def main(argv=None):
     originals = images[data.train_idx[torch.randperm(len(data.train_idx), generator=g)[:8]]]
     image_rows([originals] + [augment(originals, g) for _ in range(3)],
                ["original", "augmented", "augmented", "augmented"],
-               "training augmentations: flips and small random resized crops", "vis/augmentations.png")
+               "--augment: flips and small random resized crops (training batches only)", "vis/augmentations.png")
     for name in ("class_counts", "samples_per_class", "mean_images", "augmentations"):
         print(f"wrote vis/{name}.png")
 

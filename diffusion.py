@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils import cli
-from utils.checkpoint import load_checkpoint
+from utils import cli, distributed
+from utils.checkpoint import load_checkpoint, load_resume, resume_path_for
 from utils.data import load_dataset
 from utils.errors import UserError
 from utils.figures import image_rows, loss_curve
@@ -84,18 +84,24 @@ class Diffuser(nn.Module):
     """A compact U-Net: one residual block per level, self-attention only at the lowest resolution.
 
     At 24 px the levels are 24, 12 and 6 pixels wide with base, 2*base and 3*base channels.
-    Class label `num_classes` means "no class" (for classifier-free guidance).
+    Class label `num_classes` means "no class" (for classifier-free guidance). With multi_label, a label
+    is a multi-hot vector over num_classes objects, embedded linearly; the zero vector means "no condition".
     """
 
-    def __init__(self, image_size=24, channels=3, num_classes=0, base=32, mults=(1, 2, 3)):
+    def __init__(self, image_size=24, channels=3, num_classes=0, base=32, mults=(1, 2, 3), multi_label=False):
         super().__init__()
         if image_size % 2 ** (len(mults) - 1):
             raise ValueError(f"image size must be a multiple of {2 ** (len(mults) - 1)}, got {image_size}")
         self.image_size, self.channels, self.num_classes, self.base = image_size, channels, num_classes, base
+        self.multi_label = multi_label
         emb_dim = 4 * base
         widths = [base * m for m in mults]
         self.time_mlp = nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.class_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        if not num_classes:
+            self.class_emb = None
+        else:
+            self.class_emb = nn.Linear(num_classes, emb_dim, bias=False) if multi_label else \
+                nn.Embedding(num_classes + 1, emb_dim)
         self.stem = nn.Conv2d(channels, base, 3, padding=1)
         self.down = nn.ModuleList(ResBlock(c_in, c_out, emb_dim) for c_in, c_out in zip([base] + widths, widths))
         self.downsample = nn.ModuleList(nn.Conv2d(c, c, 3, stride=2, padding=1) for c in widths[:-1])
@@ -111,7 +117,7 @@ class Diffuser(nn.Module):
     def forward(self, x, t, labels=None):
         emb = self.time_mlp(timestep_embedding(t, self.base))
         if self.class_emb is not None:
-            labels = labels if labels is not None else torch.full_like(t, self.num_classes)
+            labels = labels if labels is not None else self.null_labels(len(t), t.device)
             emb = emb + self.class_emb(labels)
         h, skips = self.stem(x), []
         for i, block in enumerate(self.down):
@@ -125,6 +131,12 @@ class Diffuser(nn.Module):
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2, mode="nearest"))
         return self.head(h)
+
+    def null_labels(self, n, device):
+        """The "no condition" label of n images: class index num_classes, or the empty object set."""
+        if self.multi_label:
+            return torch.zeros(n, self.num_classes, device=device)
+        return torch.full((n,), self.num_classes, device=device, dtype=torch.long)
 
 
 # ---------------------------------------------------------------- the loss
@@ -149,7 +161,8 @@ def diffusion_loss_fn(model, x0, labels, alpha_bar, objective="v", min_snr=5.0, 
     x_t = q_sample(x0, ab, eps)
     if labels is not None and model.num_classes:
         drop = torch.rand(len(labels), device=labels.device) < p_uncond
-        labels = torch.where(drop, torch.full_like(labels, model.num_classes), labels)
+        drop = drop.view(-1, *[1] * (labels.dim() - 1))  # a multi-hot vector is dropped whole
+        labels = torch.where(drop, model.null_labels(len(labels), labels.device), labels)
     target = eps if objective == "eps" else ab.sqrt() * eps - (1 - ab).sqrt() * x0
     per_image = (model(x_t, t, labels) - target).square().mean(dim=(1, 2, 3))
     if min_snr:
@@ -180,7 +193,7 @@ def guided_denoiser(model, alpha_bar, objective, labels=None, guidance=2.0):
             output = model(x, t_batch, labels)
         else:
             both = model(torch.cat([x, x]), torch.cat([t_batch, t_batch]),
-                         torch.cat([labels, torch.full_like(labels, model.num_classes)]))
+                         torch.cat([labels, model.null_labels(len(labels), labels.device)]))
             cond, uncond = both.chunk(2)
             output = uncond + guidance * (cond - uncond)
         return eps_and_x0(output, x, alpha_bar[t].to(x.device), objective)
@@ -193,7 +206,8 @@ def load_trained(checkpoint=CHECKPOINT, device="cpu", image_size=None):
     """The EMA network of a saved diffusion model, rebuilt from its checkpoint alone."""
     ckpt = load_checkpoint(checkpoint, model="diffusion", image_size=image_size)
     c = ckpt["config"]
-    model = Diffuser(c["image_size"], c["channels"], len(c["classes"]) if c["conditional"] else 0, c["base"])
+    model = Diffuser(c["image_size"], c["channels"], len(c["classes"]) if c["conditional"] else 0, c["base"],
+                     multi_label=c.get("multi_label", False))
     model.load_state_dict(ckpt["ema"])
     # channels-last convolutions sample ~25 % faster on CPU (measured; training gains nothing from them)
     return model.to(device, memory_format=torch.channels_last).eval(), ckpt
@@ -201,8 +215,11 @@ def load_trained(checkpoint=CHECKPOINT, device="cpu", image_size=None):
 
 @torch.no_grad()
 def sample(model, config, n, labels=None, guidance=2.0, sampler="ddim", steps=50, generator=None,
-           device="cpu", trace=None, batch_size=64):
-    """n images in [0, 1] (labels: a tensor of n class indices, or None for unconditional samples)."""
+           device="cpu", trace=None, batch_size=64, noise=None):
+    """n images in [0, 1] (labels: n class indices or multi-hot object sets, or None for unconditional samples).
+    `noise`: the starting x_T of the deterministic samplers (n x C x H x W), else drawn from the generator."""
+    if noise is not None and sampler == "ddpm":
+        raise UserError("a given starting noise needs a deterministic sampler (ddim or dpm), not ddpm")
     betas = make_betas(config["schedule"], config["timesteps"])
     alpha_bar = torch.cumprod(1 - betas, 0)
     out = []
@@ -213,43 +230,67 @@ def sample(model, config, n, labels=None, guidance=2.0, sampler="ddim", steps=50
         if sampler == "ddpm":
             x = SAMPLERS["ddpm"](denoise, shape, betas, generator, device, trace)
         else:
-            x = SAMPLERS[sampler](denoise, shape, alpha_bar, steps, generator, device, trace)
+            x = SAMPLERS[sampler](denoise, shape, alpha_bar, steps, generator, device, trace,
+                                  noise[start:start + batch_size] if noise is not None else None)
         out.append(((x + 1) / 2).clamp(0, 1).cpu())
     return torch.cat(out)
+
+
+def slerp(a, b, weight):
+    """Spherical interpolation: Gaussian noise keeps its norm along the path (a straight line would shrink it)."""
+    omega = torch.arccos((a.flatten() @ b.flatten() / (a.norm() * b.norm())).clamp(-1, 1))
+    if omega < 1e-4:  # (almost) the same direction: the straight line is the arc
+        return (1 - weight) * a + weight * b
+    return (torch.sin((1 - weight) * omega) * a + torch.sin(weight * omega) * b) / torch.sin(omega)
 
 
 def balanced_labels(num_classes, n):
     return torch.arange(n) % num_classes
 
 
+def row_conditions(config, n_rows):
+    """Labels and names for rows of a figure: every class in turn, or (multi-label) one object per row."""
+    classes = config["classes"]
+    if config.get("multi_label"):
+        return torch.eye(len(classes))[balanced_labels(len(classes), n_rows)], \
+            [classes[i] for i in balanced_labels(len(classes), n_rows)]
+    labels = balanced_labels(len(classes), n_rows)
+    return labels, [classes[i] for i in labels]
+
+
 def class_index(config, name):
     """The label of a class name; an unknown name lists the valid ones."""
     if not config["conditional"]:
         raise UserError("this diffusion model is unconditional: --class needs a model trained on several classes")
+    if config.get("multi_label"):
+        raise UserError("this diffusion model is conditioned on object sets: use --labels \"red cube,gray sphere\"")
     if name not in config["classes"]:
         raise UserError(f"unknown class {name!r} (choose from {', '.join(config['classes'])})")
     return config["classes"].index(name)
 
 
-def generate_for_evaluation(model, ckpt, n, generator, device, guidance=2.0, sampler="dpm", steps=20):
-    """Class-balanced conditional samples (with their labels) or unconditional ones, for evaluate.py."""
+def generate_for_evaluation(model, ckpt, n, generator, device, guidance=2.0, sampler="dpm", steps=20, label_sets=None):
+    """Class-balanced conditional samples (with their labels) or unconditional ones, for evaluate.py.
+    A multi-label model draws the given label sets (the validation split's) in turn."""
     config = ckpt["config"]
     labels = balanced_labels(len(config["classes"]), n) if config["conditional"] else None
+    if config.get("multi_label"):
+        labels = label_sets[balanced_labels(len(label_sets), n)]
     return sample(model, config, n, labels, guidance, sampler, steps, generator, device), labels
 
 
 def sample_grid(model, config, path, generator, device, guidance=2.0, sampler="ddim", steps=50, per_row=10):
-    """One labelled row per class plus two unconditional rows (or an 8x8 grid for an unconditional model)."""
+    """One labelled row per class (or object) plus two unconditional rows (an 8x8 grid for an unconditional model)."""
     if not config["conditional"]:
         images = sample(model, config, 64, None, 0, sampler, steps, generator, device)
         rows, names = [images[i:i + 8] for i in range(0, 64, 8)], [""] * 8
     else:
-        classes = config["classes"]
-        labels = torch.arange(len(classes)).repeat_interleave(per_row)
+        row_labels, names = row_conditions(config, min(len(config["classes"]), 16))
+        labels = row_labels.repeat_interleave(per_row, dim=0)
         conditional = sample(model, config, len(labels), labels, guidance, sampler, steps, generator, device)
         unconditional = sample(model, config, 2 * per_row, None, 0, sampler, steps, generator, device)
         rows = list(conditional.split(per_row)) + list(unconditional.split(per_row))
-        names = list(classes) + ["unconditional"] * 2
+        names += ["unconditional"] * 2
     title = f"diffusion samples ({sampler}, {config['timesteps'] if sampler == 'ddpm' else steps} steps"
     title += f", guidance {guidance:g})" if config["conditional"] else ")"
     image_rows(rows, names, title, path)
@@ -259,12 +300,11 @@ def denoise_figure(model, config, path, generator, device, n=6, columns=10, step
     """A few samples followed from pure noise to the final image, labelled with the timestep t."""
     frames = []
     trace = lambda t, x: frames.append((t, ((x + 1) / 2).clamp(0, 1).cpu()))  # noqa: E731
-    labels = balanced_labels(len(config["classes"]), n) if config["conditional"] else None
+    labels, names = row_conditions(config, n) if config["conditional"] else (None, [""] * n)
     final = sample(model, config, n, labels, 2.0 if labels is not None else 0, "ddim", steps, generator, device, trace)
     keep = torch.linspace(0, steps - 1, columns - 1).round().long().tolist()
     columns_images = [frames[i][1] for i in keep] + [final]
     rows = [torch.stack([col[r] for col in columns_images]) for r in range(n)]
-    names = [config["classes"][int(l)] for l in labels] if labels is not None else [""] * n
     image_rows(rows, names, f"denoising: from pure noise (t={config['timesteps'] - 1}) to the sample (DDIM, {steps} steps)",
                path, column_labels=[f"t={frames[i][0]}" for i in keep] + ["final"])
 
@@ -276,7 +316,8 @@ def get_args(argv=None):
     p.add_argument("--minutes", type=float, default=15,
                    help="wall-clock training budget, counted across --resume (0: train --epochs)")
     p.add_argument("--epochs", type=int, default=1000, help="upper limit on epochs")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="images per step; per process under torchrun (the step sees N times it)")
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
     p.add_argument("--objective", choices=["eps", "v"], default="v", help="what the network predicts")
     p.add_argument("--min-snr", type=float, default=5.0, help="min-SNR-gamma loss weighting (0: off)")
@@ -291,9 +332,13 @@ def get_args(argv=None):
     p.add_argument("--steps", type=int, default=20, help="sampler steps of the previews and the final grid")
     p.add_argument("--film-steps", type=int, default=50, help="DDIM steps of the denoising-process figure")
     p.add_argument("--preview-every", type=int, default=5, help="epochs between preview grids (0: none)")
-    p.add_argument("--resume", action="store_true", help=f"continue from {RESUME} (saved each epoch and on Ctrl-C)")
+    p.add_argument("--resume", action="store_true",
+                   help=f"continue from the resume file beside --checkpoint ({RESUME} by default; saved after every "
+                        "epoch); its saved configuration wins over the flags")
+    cli.add_training_flags(p)
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--checkpoint", default=CHECKPOINT)
+    cli.add_label_flags(p)
     args = p.parse_args(argv)
     args.image_size = args.image_size or 24
     if args.image_size % 4:
@@ -306,22 +351,32 @@ def get_args(argv=None):
 
 
 def main(argv=None):
-    args = get_args(argv)
-    device = cli.setup(args)
-    data = load_dataset(args.data, args.image_size, split_seed=args.split_seed)
-    conditional = len(data.classes) > 1 and not args.unconditional
+    try:
+        train(get_args(argv))
+    finally:
+        distributed.teardown()  # a no-op without torchrun
+
+
+def train(args):
+    device = distributed.setup(cli.setup(args))
+    args.precision = cli.precision_for(args.precision, device)
+    resume_path = resume_path_for(args.checkpoint)
+    data = load_dataset(args.data, args.image_size, split_seed=args.split_seed, labels_file=args.labels,
+                        objects_file=args.objects)
+    conditional = (data.multi_label or len(data.classes) > 1) and not args.unconditional
     config = dict(model="diffusion", image_size=data.image_size, channels=data.channels, classes=data.classes,
-                  conditional=conditional, data=data.source, split_seed=args.split_seed, valid_fraction=0.1,
+                  conditional=conditional, multi_label=data.multi_label, labels_file=args.labels,
+                  objects_file=args.objects, data=data.source, split_seed=args.split_seed, valid_fraction=0.1,
                   base=args.base, objective=args.objective, schedule=args.schedule, timesteps=args.timesteps,
                   min_snr=args.min_snr, p_uncond=args.p_uncond, ema=args.ema, lr=args.lr,
-                  batch_size=args.batch_size, seed=args.seed)
+                  batch_size=args.batch_size, seed=args.seed, augment=args.augment, precision=args.precision)
     resume = None
     if args.resume:  # the saved configuration wins over the flags: the network must match its weights
-        saved = load_checkpoint(RESUME, model="diffusion", image_size=data.image_size)
-        config, resume = saved["config"], saved["state"]
+        saved = load_resume(resume_path, "diffusion", image_size=data.image_size)
+        config, resume = dict(saved["config"], precision=args.precision), saved["state"]
         conditional = config["conditional"]
     model = Diffuser(data.image_size, data.channels, len(config["classes"]) if conditional else 0,
-                     config["base"]).to(device)
+                     config["base"], multi_label=config.get("multi_label", False)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
     ema = EMA(model, config["ema"])
     alpha_bar = torch.cumprod(1 - make_betas(config["schedule"], config["timesteps"]), 0).to(device)
@@ -338,26 +393,32 @@ def main(argv=None):
 
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model      Diffuser (U-Net, base {config['base']}), {n_params:,} parameters, "
-          f"{'conditional on ' + str(len(data.classes)) + ' classes' if conditional else 'unconditional'}")
+          + (f"conditional on {len(data.classes)} {'objects (multi-label)' if data.multi_label else 'classes'}"
+             if conditional else "unconditional"))
     print(f"data       {data.source}: {len(data.train_idx)} train / {len(data.valid_idx)} valid images, "
           f"{data.channels}x{data.image_size}x{data.image_size}")
     print(f"diffusion  {config['objective']}-prediction, {config['schedule']} schedule, T={config['timesteps']}, "
           f"min-SNR {config['min_snr']:g}, EMA {config['ema']}, label dropout {config['p_uncond']}")
-    print(f"training   adam lr {config['lr']:g}, batch {config['batch_size']}, "
-          + (f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs") + f", seed {args.seed}")
-    print(f"device     {device}, {torch.get_num_threads()} threads" + ("  (resuming)" if resume else ""), flush=True)
+    print(f"training   adam lr {config['lr']:g}, {distributed.batch_description(config['batch_size'])}, "
+          + (f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs") + f", seed {args.seed}"
+          + (", augmented (flips, crops)" if config.get("augment") else ""))
+    print(f"device     {device}, {torch.get_num_threads()} threads" + cli.speed_description(args)
+          + ("  (resuming)" if resume else ""), flush=True)
     history = []
     try:
         _, seconds = fit(model, loss_fn, data.images[data.train_idx], data.images[data.valid_idx],
                          train_labels=data.labels[data.train_idx], valid_labels=data.labels[data.valid_idx],
                          optimizer=optimizer, epochs=args.epochs, batch_size=config["batch_size"], device=device,
                          checkpoint_path=args.checkpoint, config=config, ema=ema, minutes=args.minutes or None,
-                         resume_path=RESUME, resume=resume, early_stopping=EarlyStopping(patience=None),
-                         on_epoch_end=preview, seed=args.seed, history=history, log=lambda line: print(line, flush=True))
+                         resume_path=resume_path, resume=resume, early_stopping=EarlyStopping(patience=None),
+                         on_epoch_end=preview, seed=args.seed, history=history, log=lambda line: print(line, flush=True),
+                         augment=config.get("augment", False), precision=args.precision, compile=args.compile)
     finally:  # after Ctrl-C too
-        if history:
+        if history and distributed.is_main():
             loss_curve(history, "diffusion: training loss (validation: EMA weights, fixed noise)",
                        "vis/loss_diffusion.png")
+    if not distributed.is_main():  # the main process draws the final figures
+        return
     if not history:
         print("no epoch finished; nothing saved")
         return

@@ -18,9 +18,10 @@ from utils import cli, metrics
 from utils.checkpoint import load_checkpoint
 from utils.data import load_dataset, resolve_source, to_float
 from utils.errors import UserError
-from utils.evaluator import FEATURE_DIM, load_or_train_evaluator, predict
+from utils.evaluator import FEATURE_DIM, load_or_train_evaluator, predict, predict_labels
 from utils.figures import image_rows
 from utils.models import load_trained
+from utils.multilabel import label_set_scores
 
 MODELS = ("MLPAE", "AE", "VAE", "diffusion")
 GENERATORS = ("AE", "VAE", "diffusion")      # the MLPAE is only ever asked to reconstruct
@@ -34,11 +35,14 @@ def checkpoint_config(name):
 
 
 def report_settings(args, names):
-    """Data and size: as given, else those of the first trained model, else the defaults."""
+    """Data, size and label files: as given, else those of the first trained model, else the defaults."""
     trained = [c for c in map(checkpoint_config, names) if c]
-    data = args.data or (trained[0]["data"] if trained else resolve_source(None))
-    size = args.image_size or (trained[0]["image_size"] if trained else 24)
-    return data, size
+    first = trained[0] if trained else {}
+    data = args.data or first.get("data") or resolve_source(None)
+    size = args.image_size or first.get("image_size", 24)
+    labels = args.labels or (first.get("labels_file") if not args.data else None)
+    objects = args.objects or (first.get("objects_file") if not args.data else None)
+    return data, size, labels, objects
 
 
 def gaussian_baseline(train_images, n, generator):
@@ -58,8 +62,10 @@ def sample_quality(images, reference, evaluator, train_images, labels=None):
                nn_distance=metrics.nearest_neighbour_distance(images, train_images))
     if len(feats) > 3:  # k=3 neighbourhoods need at least 4 points (only tiny test sets have fewer)
         row["precision"], row["recall"] = metrics.precision_recall(reference, feats, k=3)
-    if labels is not None:
-        row["class_accuracy"] = (predict(evaluator, images).argmax(1) == labels).float().mean().item()
+    if labels is not None and labels.dim() == 2:   # object sets: per-object F1 and exact-set accuracy
+        row.update(label_set_scores(predict_labels(evaluator, images, multi_label=True), labels))
+    elif labels is not None:
+        row["class_accuracy"] = (predict_labels(evaluator, images) == labels).float().mean().item()
     return row
 
 
@@ -72,11 +78,11 @@ def reconstruction_quality(model, valid_images):
                 compression=metrics.compression_ratio(valid_images.shape[1:], model.encoding_dim))
 
 
-def generate(name, model, ckpt, n, generator, device):
-    """n samples (and their requested labels, for a class-conditional model) from a trained model."""
+def generate(name, model, ckpt, n, generator, device, label_sets):
+    """n samples (and their requested labels, for a conditional model) from a trained model."""
     if name == "diffusion":
-        import diffusion
-        return diffusion.generate_for_evaluation(model, ckpt, n, generator, device)  # DPM-Solver, 20 steps
+        import diffusion  # DPM-Solver, 20 steps; a multi-label model draws the validation split's object sets
+        return diffusion.generate_for_evaluation(model, ckpt, n, generator, device, label_sets=label_sets)
     from random_generation import sample
     return sample(model, n, generator, device), None
 
@@ -101,7 +107,7 @@ def model_row(name, data, reference, evaluator, n, generator, device):
         row.update(reconstruction_quality(model, x_valid))
     samples = None
     if name in GENERATORS:
-        samples, labels = generate(name, model, ckpt, n, generator, device)
+        samples, labels = generate(name, model, ckpt, n, generator, device, data.labels[data.valid_idx])
         row.update(sample_quality(samples.cpu(), reference, evaluator, to_float(data.images[data.train_idx]), labels))
     return row, samples
 
@@ -122,6 +128,7 @@ def calibration_rows(data, reference, evaluator, n, generator):
 COLUMNS = [("n", "n", "{:d}"), ("fd", "FD ↓", "{:.2f}"), ("kid", "KID ↓", "{:.4f}"),
            ("precision", "precision ↑", "{:.3f}"), ("recall", "recall ↑", "{:.3f}"),
            ("nn_distance", "NN dist to train", "{:.2f}"), ("class_accuracy", "class acc", "{:.1%}"),
+           ("label_f1", "object F1", "{:.3f}"), ("exact_set_accuracy", "exact set", "{:.1%}"),
            ("mse", "recon MSE ↓", "{:.5f}"), ("psnr", "PSNR dB ↑", "{:.2f}"), ("ssim", "SSIM ↑", "{:.3f}"),
            ("compression", "compression", "{:.0f}x")]
 
@@ -143,6 +150,7 @@ def main(argv=None):
     p.add_argument("--retrain-evaluator", action="store_true", help="retrain the classifier even if it is stored")
     p.add_argument("--inception", action="store_true",
                    help="also standard Inception FID (torch-fidelity, weights must already be cached)")
+    cli.add_label_flags(p)
     args = p.parse_args(argv)
     names = MODELS if args.model == "all" else (args.model,)
     if args.model != "all" and args.model not in MODELS:
@@ -150,8 +158,8 @@ def main(argv=None):
     if args.n < 10:
         cli.fail("--n must be at least 10")
     device = cli.setup(args)
-    data_source, size = report_settings(args, names)
-    data = load_dataset(data_source, size)
+    data_source, size, labels_file, objects_file = report_settings(args, names)
+    data = load_dataset(data_source, size, labels_file=labels_file, objects_file=objects_file)
     evaluator, evaluator_accuracy = load_or_train_evaluator(data, retrain=args.retrain_evaluator)
     reference = predict(evaluator, to_float(data.images[data.train_idx]), features=True)
     generator = torch.Generator().manual_seed(args.seed)
@@ -167,9 +175,9 @@ def main(argv=None):
         print(f"{name}: {row['status']}", flush=True)
 
     settings = {"data": f"{data.source} ({len(data.train_idx)} train / {len(data.valid_idx)} valid, "
-                        f"{data.image_size}px, classes {', '.join(data.classes)})",
-                "features": f"penultimate layer ({FEATURE_DIM}-d) of the project's flower classifier, "
-                            f"validation accuracy {evaluator_accuracy:.1%}",
+                        f"{data.image_size}px, {'objects' if data.multi_label else 'classes'} {', '.join(data.classes)})",
+                "features": f"penultimate layer ({FEATURE_DIM}-d) of the project's own classifier, validation "
+                            f"{'exact-set ' if data.multi_label else ''}accuracy {evaluator_accuracy:.1%}",
                 "reference": "FD, KID, precision/recall (k=3) against the training split's features; "
                              "reconstruction on the validation split; NN dist: mean L2 pixel distance to "
                              "the nearest training image",

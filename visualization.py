@@ -2,7 +2,7 @@
 import torch
 
 from utils import cli
-from utils.data import load_dataset, to_float
+from utils.data import load_training_data, to_float
 from utils.figures import image_rows
 from utils.models import check_model_name, load_trained
 
@@ -20,8 +20,7 @@ def main(argv=None):
     model, ckpt = load_trained(args.model, args.checkpoint, device, args.image_size)
     config = ckpt["config"]
     # The checkpoint knows its data, size and split: the figure shows exactly the images it was trained on.
-    data = load_dataset(args.data or config["data"], config["image_size"], config["valid_fraction"],
-                        config["split_seed"])
+    data = load_training_data(config, args.data)
     g = torch.Generator().manual_seed(args.seed)
     for split, idx in (("train", data.train_idx), ("valid", data.valid_idx)):
         chosen = idx[torch.randperm(len(idx), generator=g)[:args.n]]

@@ -86,7 +86,8 @@ def test_bad_input_is_one_line(args, message, workdir, capsys):
 
 def test_bad_input_from_the_shell_has_no_traceback(workdir):
     result = run_script("train_script.py", "--model", "AE", "--data", "missing", cwd=workdir)
-    assert result.returncode == 2 and result.stderr.strip() == "error: data folder not found: missing"
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "error: data folder not found: missing (or name a dataset: mnist, fashion-mnist, cifar10, flowers102 or synthetic)")
 
 
 def test_checkpoint_of_another_model_or_size(tiny_flowers, workdir):

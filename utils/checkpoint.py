@@ -35,3 +35,20 @@ def load_checkpoint(path, model=None, image_size=None):
     if image_size is not None and config["image_size"] != image_size:
         raise UserError(f"{path} was trained at {config['image_size']}px, not {image_size}px")
     return ckpt
+
+
+def resume_path_for(checkpoint):
+    """The resume file beside a best-model checkpoint: models/Best_AE_SGD.pth -> models/last_AE_SGD.pth."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"last_{checkpoint.stem.removeprefix('Best_')}{checkpoint.suffix}")
+
+
+def load_resume(path, model, image_size=None):
+    """The full training state that --resume continues from; its absence is a one-line UserError."""
+    if not Path(path).exists():
+        raise UserError(f"--resume: no resume file {path} (it is written after every epoch: train once without "
+                        f"--resume, with the same --checkpoint)")
+    ckpt = load_checkpoint(path, model=model, image_size=image_size)
+    if "state" not in ckpt:
+        raise UserError(f"{path} is a best-model checkpoint, not a resume file")
+    return ckpt

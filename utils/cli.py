@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import torch
 
+from utils import distributed
 from utils.errors import UserError
 
 
@@ -25,8 +26,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def parser(description, epilog=None):
     p = Parser(description=description, epilog=epilog, formatter_class=HelpFormatter)
     p.add_argument("--data", default=None,
-                   help="image folder with one sub-folder per class; default ./flowers, "
-                        "or the built-in synthetic set when that is missing ('synthetic' forces it)")
+                   help="image folder with one sub-folder per class, or a torchvision dataset: mnist, "
+                        "fashion-mnist, cifar10 or flowers102 (files in ./data/NAME/, downloaded on first use); "
+                        "default ./flowers, or the built-in synthetic set when that is missing ('synthetic' forces it)")
     p.add_argument("--image-size", type=int, default=None,
                    help="square size images are resized to: 24 when training; other scripts take the "
                         "checkpoint's and refuse a different one")
@@ -34,6 +36,44 @@ def parser(description, epilog=None):
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all cores)")
     return p
+
+
+def add_label_flags(p):
+    """--labels/--objects: multi-label conditions (iCLEVR style) for the scripts that load training data."""
+    p.add_argument("--labels", default=None, metavar="LABELS_JSON",
+                   help="labels.json: image file name (relative to --data) -> list of object names; the diffusion "
+                        "model conditions on these object sets (the autoencoders train on the listed images and "
+                        "ignore the labels)")
+    p.add_argument("--objects", default=None, metavar="OBJECTS_JSON",
+                   help="objects.json: object name -> index, fixing the vocabulary (default: objects.json beside "
+                        "--labels when present, else the union of the names)")
+
+
+def add_training_flags(p):
+    """--augment, --precision and --compile: the flags every trainer shares."""
+    p.add_argument("--augment", action="store_true",
+                   help="flip and randomly crop the training batches (validation stays as it is)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="bf16: train under bfloat16 autocast; auto is bf16 on CUDA and fp32 on CPU and MPS "
+                        "(bf16 runs on a CPU, but slowly on most)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the training step through torch.compile (off by default everywhere: compiling "
+                        "takes a minute and, on the CPU, a C compiler)")
+
+
+def precision_for(flag, device):
+    """--precision auto -> bf16 on CUDA, fp32 elsewhere."""
+    if flag != "auto":
+        return flag
+    return "bf16" if device.type == "cuda" else "fp32"
+
+
+def speed_description(args):
+    """What the header's device line adds to '<device>, N threads': nothing for a plain one-process fp32 run."""
+    n = distributed.world_size()
+    processes = f" x {n} processes ({distributed.backend()})" if n > 1 else ""
+    extras = ["bf16 autocast"] * (args.precision == "bf16") + ["torch.compile"] * args.compile
+    return processes + "".join(", " + extra for extra in extras)
 
 
 def pick_device(name):
@@ -56,7 +96,9 @@ def setup(args):
     """Seed everything, set the thread count deliberately, and return the device."""
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    # Under torchrun the processes share the cores (torchrun sets LOCAL_WORLD_SIZE; a plain run has none).
+    per_process = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    torch.set_num_threads(args.threads or max(1, per_process))
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from utils.errors import UserError
+from utils.multilabel import random_split, read_labels
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 CACHE_DIR = Path("data") / "cache"
@@ -16,15 +17,19 @@ CACHE_VERSION = 1
 @dataclass
 class Dataset:
     images: torch.Tensor      # N x C x H x W, uint8
-    labels: torch.Tensor      # N, int64
+    labels: torch.Tensor      # N class indices (int64), or N x K multi-hot object vectors (float)
     classes: list
-    source: str               # the folder, or "synthetic"
+    source: str               # the folder, "synthetic", or a torchvision dataset name ("mnist", ...)
     train_idx: torch.Tensor
     valid_idx: torch.Tensor
 
     @property
     def image_size(self):
         return self.images.shape[-1]
+
+    @property
+    def multi_label(self):
+        return self.labels.dim() == 2
 
     @property
     def channels(self):
@@ -44,7 +49,8 @@ def list_images(root):
     """(class name, [image paths]) per class sub-folder; hidden and non-image files are skipped."""
     root = Path(root)
     if not root.is_dir():
-        raise UserError(f"data folder not found: {root}")
+        from utils.datasets import DATASETS
+        raise UserError(f"data folder not found: {root} (or name a dataset: {', '.join(DATASETS)} or synthetic)")
     classes = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(p for p in folder.iterdir()
@@ -63,6 +69,12 @@ def load_image(path, image_size):
     with Image.open(path) as img:
         img = img.convert("RGB")  # grayscale, palette and RGBA all become RGB
         pixels = TF.pil_to_tensor(img)
+    return resize(pixels, image_size)
+
+
+def resize(pixels, image_size):
+    """uint8 C x H x W (or a batch N x C x H x W) -> image_size x image_size, the one resize every source goes through."""
+    import torchvision.transforms.functional as TF
     # torchvision's default resize (bilinear, antialiased): the handout's loss targets assume it.
     return TF.resize(pixels, [image_size, image_size], antialias=True)
 
@@ -76,32 +88,63 @@ def folder_key(classes, image_size):
     return digest.hexdigest()[:16]
 
 
+def cached(name, key, build):
+    """build() -> a dict of tensors, computed once and saved as data/cache/<name>-<key>.pt (read back in ~0.1 s)."""
+    path = CACHE_DIR / f"{name}-{key}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=True)
+    saved = build()
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(saved, tmp)
+    os.replace(tmp, path)  # atomic: an interrupted run never leaves half a cache behind
+    return saved
+
+
+def decode(files, image_size, root):
+    """(uint8 images, indices of the files that decoded); unreadable files are skipped with one warning."""
+    images, kept = [], []
+    for i, f in enumerate(files):
+        try:
+            images.append(load_image(f, image_size))
+            kept.append(i)
+        except Exception:  # PIL raises several types for truncated or corrupt files
+            pass
+    if len(kept) < len(files):
+        print(f"warning: skipped {len(files) - len(kept)} unreadable image file(s) in {root}", file=sys.stderr)
+    if not images:
+        raise UserError(f"no readable images in {root}")
+    return torch.stack(images), torch.tensor(kept)
+
+
 def load_folder(root, image_size):
     """Decode and resize every image once; later calls read the cached tensor (about a second)."""
     classes = list_images(root)
-    cache = CACHE_DIR / f"{Path(root).resolve().name}-{image_size}px-{folder_key(classes, image_size)}.pt"
-    if cache.exists():
-        saved = torch.load(cache, weights_only=True)
-        return saved["images"], saved["labels"], saved["classes"]
-    images, labels, unreadable = [], [], 0
-    for label, (_, files) in enumerate(classes):
-        for f in files:
-            try:
-                images.append(load_image(f, image_size))
-                labels.append(label)
-            except Exception:  # PIL raises several types for truncated or corrupt files
-                unreadable += 1
-    if unreadable:
-        print(f"warning: skipped {unreadable} unreadable image file(s) in {root}", file=sys.stderr)
-    if not images:
-        raise UserError(f"no readable images in {root}")
-    images, labels = torch.stack(images), torch.tensor(labels)
-    class_names = [name for name, _ in classes]
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    torch.save({"images": images, "labels": labels, "classes": class_names}, tmp)
-    os.replace(tmp, cache)
-    return images, labels, class_names
+
+    def build():
+        files = [f for _, fs in classes for f in fs]
+        labels = torch.tensor([label for label, (_, fs) in enumerate(classes) for _ in fs])
+        images, kept = decode(files, image_size, root)
+        return {"images": images, "labels": labels[kept], "classes": [name for name, _ in classes]}
+    saved = cached(f"{Path(root).resolve().name}-{image_size}px", folder_key(classes, image_size), build)
+    return saved["images"], saved["labels"], saved["classes"]
+
+
+def load_labelled_folder(root, labels_file, objects_file, image_size):
+    """Images named in labels.json (relative to root) with their multi-hot object vectors."""
+    names, multi_hot, objects = read_labels(labels_file, objects_file)
+    files = [Path(root) / name for name in names]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise UserError(f"{len(missing)} image(s) named in {labels_file} are missing, e.g. {missing[0]}")
+    key = hashlib.sha1(Path(labels_file).read_bytes() + "".join(objects).encode())
+    key.update(folder_key([("", files)], image_size).encode())
+
+    def build():
+        images, kept = decode(files, image_size, root)
+        return {"images": images, "labels": multi_hot[kept], "classes": objects}
+    saved = cached(f"{Path(root).resolve().name}-labelled-{image_size}px", key.hexdigest()[:16], build)
+    return saved["images"], saved["labels"], saved["classes"]
 
 
 def stratified_split(labels, valid_fraction=0.1, seed=0):
@@ -124,8 +167,17 @@ def resolve_source(data):
     return "flowers" if Path("flowers").is_dir() else "synthetic"
 
 
-def load_dataset(data=None, image_size=24, valid_fraction=0.1, split_seed=0, quiet=False):
+def load_dataset(data=None, image_size=24, valid_fraction=0.1, split_seed=0, quiet=False,
+                 labels_file=None, objects_file=None):
+    """The images, labels and fixed split of --data; with labels_file, multi-label object sets instead of classes."""
+    from utils.datasets import DATASETS, load_torchvision  # imported here: it builds on this module
     source = resolve_source(data)
+    if labels_file is not None:
+        if source == "synthetic":
+            raise UserError("--labels needs --data DIR: the folder its file names are relative to")
+        images, labels, objects = load_labelled_folder(source, labels_file, objects_file, image_size)
+        train_idx, valid_idx = random_split(len(images), valid_fraction, split_seed)
+        return Dataset(images, labels, objects, str(source), train_idx, valid_idx)
     if source == "synthetic":
         from utils.synthetic import SUPPORTED_SIZES, synthetic_flowers
         if image_size not in SUPPORTED_SIZES:
@@ -134,7 +186,15 @@ def load_dataset(data=None, image_size=24, valid_fraction=0.1, split_seed=0, qui
         if not quiet:
             print("note: ./flowers not found, using the built-in synthetic flower set (pass --data DIR for real images)")
         images, labels, classes = synthetic_flowers(image_size=image_size)
+    elif source in DATASETS:
+        images, labels, classes = load_torchvision(source, image_size)
     else:
         images, labels, classes = load_folder(source, image_size)
     train_idx, valid_idx = stratified_split(labels, valid_fraction, split_seed)
     return Dataset(images, labels, classes, str(source), train_idx, valid_idx)
+
+
+def load_training_data(config, data=None, quiet=False):
+    """The data, size, split and label files a checkpoint was trained on (--data overrides the folder)."""
+    return load_dataset(data or config["data"], config["image_size"], config.get("valid_fraction", 0.1),
+                        config.get("split_seed", 0), quiet, config.get("labels_file"), config.get("objects_file"))

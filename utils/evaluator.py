@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.augment import augment
 from utils.checkpoint import load_checkpoint, save_checkpoint
 
 INPUT_SIZE = 32      # every input is resized to this, so one classifier scores models of any size
@@ -46,20 +47,6 @@ class FlowerClassifier(nn.Module):
         return self.head(self.features(x))
 
 
-def augment(x, generator):
-    """Light augmentation: horizontal flips and a small random resized crop (scale 0.8-1, shift +-10%)."""
-    n = len(x)
-    flip = torch.rand(n, generator=generator) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    scale = 0.8 + 0.2 * torch.rand(n, generator=generator)
-    shift = (torch.rand(n, 2, generator=generator) - 0.5) * 0.2
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = theta[:, 1, 1] = scale
-    theta[:, :, 2] = shift
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-
-
 def fingerprint(data):
     """Changes whenever the images, labels or split change: then the classifier is retrained."""
     digest = hashlib.sha1(f"v{VERSION}".encode())
@@ -77,8 +64,22 @@ def predict(model, images, batch_size=500, features=False):
     return torch.cat([fn(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
+def predict_labels(model, images, multi_label=False):
+    """Predicted class indices, or (multi-label) multi-hot object sets: every object whose logit is positive."""
+    logits = predict(model, images)
+    return (logits > 0).float() if multi_label else logits.argmax(1)
+
+
 def accuracy(model, images, labels):
-    return (predict(model, images).argmax(1) == labels).float().mean().item()
+    """Class accuracy, or for multi-hot labels the exact-set accuracy."""
+    multi_label = labels.dim() == 2
+    return (predict_labels(model, images, multi_label) == labels).reshape(len(labels), -1).all(1).float().mean().item()
+
+
+def criterion(multi_label):
+    if multi_label:  # each object present or not: one binary decision per object
+        return F.binary_cross_entropy_with_logits
+    return lambda logits, labels: F.cross_entropy(logits, labels, label_smoothing=0.05)
 
 
 def train_classifier(data, epochs=25, batch_size=64, lr=3e-3, seed=0, log=print):
@@ -87,6 +88,7 @@ def train_classifier(data, epochs=25, batch_size=64, lr=3e-3, seed=0, log=print)
     x_train, y_train = data.split("train")
     x_valid, y_valid = data.split("valid")
     model = FlowerClassifier(len(data.classes), data.channels)
+    loss_fn = criterion(data.multi_label)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * -(-len(x_train) // batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
@@ -96,14 +98,15 @@ def train_classifier(data, epochs=25, batch_size=64, lr=3e-3, seed=0, log=print)
         order = torch.randperm(len(x_train), generator=g)
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]
-            loss = F.cross_entropy(model(augment(x_train[idx], g)), y_train[idx], label_smoothing=0.05)
+            loss = loss_fn(model(augment(x_train[idx], g)), y_train[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
     valid_accuracy = accuracy(model, x_valid, y_valid)
-    log(f"evaluator: trained a {len(data.classes)}-class flower classifier in {time.perf_counter() - start:.0f}s, "
-        f"validation accuracy {valid_accuracy:.1%}")
+    kind = f"{len(data.classes)}-object multi-label" if data.multi_label else f"{len(data.classes)}-class"
+    log(f"evaluator: trained a {kind} classifier in {time.perf_counter() - start:.0f}s, "
+        f"validation {'exact-set ' if data.multi_label else ''}accuracy {valid_accuracy:.1%}")
     return model, valid_accuracy
 
 
@@ -120,6 +123,7 @@ def load_or_train_evaluator(data, path=EVALUATOR_PATH, retrain=False, log=print)
         return model.eval(), ckpt["config"]["valid_accuracy"]
     model, valid_accuracy = train_classifier(data, log=log)
     config = dict(model="Evaluator", fingerprint=key, classes=data.classes, channels=data.channels,
+                  multi_label=data.multi_label,
                   image_size=data.image_size, data=data.source, input_size=INPUT_SIZE, valid_accuracy=valid_accuracy)
     save_checkpoint(path, dict(config=config, model=model.state_dict()))
     return model.eval(), valid_accuracy

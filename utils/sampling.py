@@ -13,9 +13,15 @@ def ddim_timesteps(num_timesteps, steps):
 
 
 @torch.no_grad()
-def ddim_sample(denoise, shape, alpha_bar, steps=50, generator=None, device="cpu", trace=None):
+def initial_noise(shape, generator, device, noise=None):
+    """x_T: the given noise (interpolations choose it), else a fresh draw from the generator."""
+    return (noise if noise is not None else torch.randn(shape, generator=generator)).to(device)
+
+
+@torch.no_grad()
+def ddim_sample(denoise, shape, alpha_bar, steps=50, generator=None, device="cpu", trace=None, noise=None):
     """Deterministic DDIM (Song et al. 2021, eta = 0): the noise is fixed by the generator, then no more is added."""
-    x = torch.randn(shape, generator=generator).to(device)
+    x = initial_noise(shape, generator, device, noise)
     timesteps = ddim_timesteps(len(alpha_bar), steps).tolist()
     for i, t in enumerate(timesteps):
         if trace is not None:
@@ -35,7 +41,7 @@ def ddpm_sample(denoise, shape, betas, generator=None, device="cpu", trace=None)
     x0_coef = alpha_bar_prev.sqrt() * betas / (1 - alpha_bar)
     xt_coef = alphas.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar)
     posterior_std = (betas * (1 - alpha_bar_prev) / (1 - alpha_bar)).sqrt()
-    x = torch.randn(shape, generator=generator).to(device)
+    x = initial_noise(shape, generator, device)
     for t in reversed(range(len(betas))):
         if trace is not None:
             trace(t, x)
@@ -47,13 +53,13 @@ def ddpm_sample(denoise, shape, betas, generator=None, device="cpu", trace=None)
 
 
 @torch.no_grad()
-def dpm_solver_sample(denoise, shape, alpha_bar, steps=20, generator=None, device="cpu", trace=None):
+def dpm_solver_sample(denoise, shape, alpha_bar, steps=20, generator=None, device="cpu", trace=None, noise=None):
     """DPM-Solver++(2M) (Lu et al. 2022): a second-order multistep solver of the same ODE as DDIM.
 
     It works in the half-log-SNR lambda = log(alpha / sigma) and extrapolates the clean-image prediction
     from the last two steps, so it reaches DDIM's quality in fewer network evaluations.
     """
-    x = torch.randn(shape, generator=generator).to(device)
+    x = initial_noise(shape, generator, device, noise)
     timesteps = ddim_timesteps(len(alpha_bar), steps).tolist()
     alpha, sigma = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
     lam = torch.log(alpha / sigma)

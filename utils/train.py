@@ -1,12 +1,16 @@
 """The training loop shared by every model: epochs, validation, best-model saving, early stopping."""
+import contextlib
 import copy
 import math
 import sys
 import time
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
+from utils import distributed
+from utils.augment import apply_transforms, random_transforms
 from utils.checkpoint import save_checkpoint
 
 
@@ -87,22 +91,74 @@ def batches(images, labels, batch_size, device, generator=None):
         yield images[idx].to(device, non_blocking=True).float().div_(255), labels[idx].to(device)
 
 
-def train_epoch(model, loss_fn, images, labels, optimizer, batch_size, device, epoch, generator, desc, ema=None):
+def training_batches(images, labels, batch_size, device, generator, augment=False):
+    """Shuffled training batches (x, y, size of the global batch); with `augment`, flipped and cropped.
+
+    Under torchrun batch_size is per process: every process draws the same order from the same seeded
+    generator, cuts the same global batches of world_size * batch_size images and keeps its own share, so
+    one step sees exactly the batch one process with the global batch size would see.
+    """
+    order = torch.randperm(len(images), generator=generator)
+    global_batch = batch_size * distributed.world_size()
+    for start in range(0, len(images), global_batch):
+        idx = order[start:start + global_batch]
+        # Drawn for the whole global batch, so that every process's generator stays in step.
+        transforms = random_transforms(len(idx), generator) if augment else None
+        if len(idx) < distributed.world_size():
+            continue  # a last batch too small to give every process an image is left out
+        mine = distributed.shard(len(idx))
+        x = images[idx[mine]].to(device, non_blocking=True).float().div_(255)
+        if transforms is not None:
+            x = apply_transforms(x, *(t[mine] for t in transforms))
+        yield x, labels[idx[mine]].to(device), len(idx)
+
+
+class TrainingStep(nn.Module):
+    """The loss as a module with the model inside: what DDP and torch.compile wrap, so that both see the whole
+    step (the VAE's loss calls model.moments and model.decode, which a wrapped model's forward would miss)."""
+
+    def __init__(self, model, loss_fn):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, x, y, epoch):
+        return self.loss_fn(self.model, x, y, epoch)
+
+
+def make_step(model, loss_fn, device, compile=False):
+    step = distributed.wrap(TrainingStep(model, loss_fn), torch.device(device))
+    return torch.compile(step) if compile else step
+
+
+def autocast(device, precision):
+    """--precision bf16: matrix products and convolutions in bfloat16, losses and reductions in float32."""
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+def train_epoch(model, step, images, labels, optimizer, batch_size, device, epoch, generator, desc, ema=None,
+                augment=False, precision="fp32"):
+    """One pass over the training images; the mean reported loss (over every process under torchrun)."""
     model.train()
     total, count = 0.0, 0
     bar = tqdm(total=len(images), desc=desc, unit="img", leave=False, file=sys.stderr,
-               disable=not sys.stderr.isatty())
-    for x, y in batches(images, labels, batch_size, device, generator):
-        objective, reported = loss_fn(model, x, y, epoch)
+               disable=not sys.stderr.isatty() or not distributed.is_main())
+    for x, y, global_n in training_batches(images, labels, batch_size, device, generator, augment):
+        with autocast(device, precision):
+            objective, reported = step(x, y, epoch)
         optimizer.zero_grad(set_to_none=True)
-        objective.backward()
+        # DDP averages the processes' gradients; weighting each by its share makes that the global batch's
+        # mean even when the last batch splits unevenly (the weight is exactly 1 for a single process).
+        (objective * (len(x) * distributed.world_size() / global_n)).backward()
         optimizer.step()
         if ema is not None:
             ema.update(model)
         total += reported.item() * len(x)
         count += len(x)
-        bar.update(len(x))
+        bar.update(global_n)
     bar.close()
+    total, count = distributed.total(total, count)
     return total / count
 
 
@@ -151,7 +207,7 @@ def eta(history, epochs, minutes, started):
 def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_size, device,
         checkpoint_path, config, train_labels=None, valid_labels=None, scheduler=None, early_stopping=None,
         ema=None, minutes=None, resume_path=None, resume=None, on_epoch_end=None, seed=0, until=None, log=print,
-        history=None):
+        history=None, augment=False, precision="fp32", compile=False):
     """Train, validate each epoch, keep the best model (lowest validation loss) at checkpoint_path.
 
     loss_fn(model, x, y, epoch) -> (objective, reported loss). With `ema`, validation and the best
@@ -159,6 +215,10 @@ def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_
     overrun it. With `resume_path`, the full training state is written there after every epoch;
     `resume` (such a state) continues from it, the minutes budget counted across both runs. `until(history)` ends training once true
     (benchmarks time reaching a target); `on_epoch_end(epoch)` runs after each epoch (previews).
+    `augment` flips and crops the training batches, `precision` "bf16" trains under bf16 autocast, `compile`
+    runs the training step through torch.compile. Under torchrun (utils/distributed.py) every process trains
+    its share of each batch through DDP and validates the whole (small) validation set, so all processes take
+    the same early-stopping decisions; only the main one saves, logs and runs on_epoch_end.
     Returns (per-epoch history, seconds).
     """
     early_stopping = early_stopping or EarlyStopping(patience=None)
@@ -168,17 +228,26 @@ def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_
     history = history if history is not None else []
     if resume:
         history[:] = restore_state(resume, model, optimizer, scheduler, ema, early_stopping, generator)
+    step = make_step(model, loss_fn, device, compile)  # after the restore: DDP starts from the restored weights
+    main = distributed.is_main()
+    log = log if main else (lambda line: None)
     started = time.perf_counter() - sum(h["seconds"] for h in history)
     state = lambda: training_state(model, optimizer, scheduler, ema, early_stopping, history, generator)  # noqa: E731
     try:
         for epoch in range(len(history) + 1, epochs + 1):
-            if minutes is not None and history and eta(history, epochs, minutes, started) < history[-1]["seconds"]:
+            # Clocks differ between processes: all stop when one would (a lone process decides alone).
+            if minutes is not None and history and distributed.any_process(
+                    eta(history, epochs, minutes, started) < history[-1]["seconds"]):
                 log(f"time budget of {minutes:g} minutes reached")
                 break
+            if distributed.world_size() > 1:
+                # Each process draws its own noise (the VAE's z, diffusion's t and eps), seeded by (seed, epoch,
+                # rank) alone, so --resume replays it without saving every process's RNG state.
+                torch.manual_seed(hash((seed, epoch, distributed.rank())) % 2 ** 63)
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            train_loss = train_epoch(model, loss_fn, train_images, train_labels, optimizer, batch_size, device,
-                                     epoch, generator, f"epoch {epoch}/{epochs}", ema)
+            train_loss = train_epoch(model, step, train_images, train_labels, optimizer, batch_size, device,
+                                     epoch, generator, f"epoch {epoch}/{epochs}", ema, augment, precision)
             scored = ema.model if ema is not None else model
             valid_loss = evaluate(scored, loss_fn, valid_images, valid_labels, device, epoch)
             if scheduler is not None:
@@ -187,17 +256,17 @@ def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_
             history.append(dict(epoch=epoch, train_loss=train_loss, valid_loss=valid_loss, lr=lr, seconds=seconds,
                                 images_per_s=len(train_images) / seconds))
             improved = early_stopping.step(valid_loss)
-            if improved:
+            if improved and main:  # the unwrapped model's weights: no DDP or torch.compile prefixes
                 save_checkpoint(checkpoint_path, dict(
                     config=config, model=model.state_dict(), ema=ema.model.state_dict() if ema else None,
                     epoch=epoch, train_loss=train_loss, valid_loss=valid_loss, history=history))
-            if resume_path:
+            if resume_path and main:
                 save_checkpoint(resume_path, dict(config=config, epoch=epoch, state=state()))
             counter = f"{epoch:3d}" if minutes is not None else f"{epoch:3d}/{epochs}"  # a budget has no epoch count
             log(f"epoch {counter}  train {fmt_loss(train_loss)}  valid {fmt_loss(valid_loss)}  lr {lr:.1e}  "
                 f"{seconds:5.1f}s  {history[-1]['images_per_s']:6.0f} img/s  ETA {eta(history, epochs, minutes, started):4.0f}s"
                 + ("  * saved best" if improved else ""))
-            if on_epoch_end is not None:
+            if on_epoch_end is not None and main:
                 on_epoch_end(epoch)
             if early_stopping.should_stop:
                 log(f"early stopping: no improvement for {early_stopping.patience} epochs")

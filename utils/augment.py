@@ -1,0 +1,30 @@
+"""Training-time augmentation (--augment, the evaluator's classifier, data_analysis.py's preview): flips and crops.
+
+The random draw and its application are separate so that under torchrun every process draws the
+transforms of the whole global batch (its generator stays in step with the others) and applies its share.
+"""
+import torch
+import torch.nn.functional as F
+
+
+def random_transforms(n, generator):
+    """Per image: a horizontal flip (p = 0.5) and a resized crop (scale 0.8-1, shift +-10 %), drawn on the CPU."""
+    flip = torch.rand(n, generator=generator) < 0.5
+    scale = 0.8 + 0.2 * torch.rand(n, generator=generator)
+    shift = (torch.rand(n, 2, generator=generator) - 0.5) * 0.2
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = scale
+    theta[:, :, 2] = shift
+    return flip, theta
+
+
+def apply_transforms(x, flip, theta):
+    """Images in [0, 1] stay in [0, 1]: bilinear sampling with reflected borders only mixes pixel values."""
+    x = torch.where(flip.to(x.device)[:, None, None, None], x.flip(-1), x)
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def augment(x, generator):
+    """Light augmentation of a batch of images in [0, 1]: horizontal flips and small random resized crops."""
+    return apply_transforms(x, *random_transforms(len(x), generator))
