@@ -134,11 +134,12 @@ COLUMNS = [("n", "n", "{:d}"), ("fd", "FD ↓", "{:.2f}"), ("kid", "KID ↓", "{
 
 
 def markdown(rows, settings):
+    columns = [c for c in COLUMNS if any(c[0] in row for row in rows)]  # no column that every row leaves empty
     lines = ["# Evaluation report", "", *(f"- {k}: {v}" for k, v in settings.items()), "",
-             "| row | " + " | ".join(title for _, title, _ in COLUMNS) + " | status |",
-             "|---" * (len(COLUMNS) + 2) + "|"]
+             "| row | " + " | ".join(title for _, title, _ in columns) + " | status |",
+             "|---" * (len(columns) + 2) + "|"]
     for row in rows:
-        cells = [fmt.format(row[key]) if key in row else "—" for key, _, fmt in COLUMNS]
+        cells = [fmt.format(row[key]) if key in row else "—" for key, _, fmt in columns]
         lines.append(f"| {row['row']} | " + " | ".join(cells) + f" | {row['status']} |")
     return "\n".join(lines) + "\n"
 

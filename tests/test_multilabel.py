@@ -10,14 +10,13 @@ import random_generation
 from diffusion import Diffuser, diffusion_loss_fn, guided_denoiser, make_betas
 from utils.data import load_dataset
 from utils.errors import UserError
-from utils.evaluator import accuracy, train_classifier
 from utils.multilabel import label_set_scores, parse_label_set, read_labels
 from utils.shapes import OBJECTS, write_shapes_folder
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
     """A flat folder of coloured-shape PNGs with its labels.json and objects.json."""
-    return write_shapes_folder(tmp_path_factory.mktemp("shapes"), n=240)
+    return write_shapes_folder(tmp_path_factory.mktemp("shapes"), n=400)
 
 
 def test_label_files(tmp_path):
@@ -46,9 +45,9 @@ def test_label_set_scores():
 
 def test_dataset_with_a_label_file(shapes, workdir):
     data = load_dataset(str(shapes), 24, labels_file=shapes / "labels.json")
-    assert data.multi_label and data.images.shape == (240, 3, 24, 24) and data.labels.shape == (240, 6)
+    assert data.multi_label and data.images.shape == (400, 3, 24, 24) and data.labels.shape == (400, 6)
     assert set(data.labels.sum(1).tolist()) == {1.0, 2.0}
-    assert len(set(data.train_idx.tolist()) & set(data.valid_idx.tolist())) == 0 and len(data.valid_idx) == 24
+    assert len(set(data.train_idx.tolist()) & set(data.valid_idx.tolist())) == 0 and len(data.valid_idx) == 40
     again = load_dataset(str(shapes), 24, labels_file=shapes / "labels.json")             # from the cache
     assert torch.equal(again.images, data.images) and torch.equal(again.labels, data.labels)
 
@@ -72,13 +71,6 @@ def test_guidance_drops_the_whole_object_set():
     assert torch.allclose(losses[0], losses[1])
 
 
-def test_classifier_learns_object_sets(shapes, workdir):
-    data = load_dataset(str(shapes), 24, labels_file=shapes / "labels.json")
-    model, exact = train_classifier(data, epochs=15, log=lambda line: None)
-    x_valid, y_valid = data.split("valid")
-    assert exact == accuracy(model, x_valid, y_valid) and exact >= 0.8
-
-
 def test_multi_label_commands(shapes, workdir):
     diffusion.main(["--data", str(shapes), "--labels", str(shapes / "labels.json"), "--minutes", "0",
                     "--epochs", "1", "--steps", "2", "--film-steps", "2", "--base", "8", "--threads", "1"])
@@ -93,5 +85,9 @@ def test_multi_label_commands(shapes, workdir):
     with pytest.raises(UserError, match="conditioned on object sets"):
         random_generation.main(["--model", "diffusion", "--class", "red square", "--threads", "1"])
     evaluate.main(["--model", "diffusion", "--n", "12", "--threads", "1"])
-    row = json.loads((workdir / "vis/report.json").read_text())["rows"][-1]
-    assert row["row"] == "diffusion" and 0 <= row["label_f1"] <= 1 and 0 <= row["exact_set_accuracy"] <= 1
+    rows = {row["row"]: row for row in json.loads((workdir / "vis/report.json").read_text())["rows"]}
+    # The classifier, trained as a multi-label one, recognises the object sets of held-out real images ...
+    assert rows["real (held-out)"]["exact_set_accuracy"] >= 0.9 and rows["real (held-out)"]["label_f1"] >= 0.95
+    # ... and scores the one-epoch model's samples against the object sets they were asked for.
+    assert 0 <= rows["diffusion"]["label_f1"] <= 1 and 0 <= rows["diffusion"]["exact_set_accuracy"] <= 1
+    assert "class_accuracy" not in rows["diffusion"]

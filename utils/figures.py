@@ -33,8 +33,10 @@ def image_rows(rows, labels, title, path, cell=0.9, column_labels=None):
         axes_row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     for ax, label in zip(axes[0], column_labels or []):
         ax.set_title(label, fontsize=8)
-    fig.suptitle(title, fontsize=11, y=1.05 if column_labels else 0.98)  # clear of the column titles
-    fig.subplots_adjust(wspace=0.05, hspace=0.05)
+    # Margins in inches, not fractions: a tall grid (16 classes) would otherwise open a wide gap under the title.
+    height = fig.get_figheight()
+    fig.subplots_adjust(wspace=0.05, hspace=0.05, top=1 - (0.55 if column_labels else 0.35) / height)
+    fig.suptitle(title, fontsize=11, y=1 - 0.08 / height, va="top")
     save_figure(fig, path)
 
 
