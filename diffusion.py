@@ -251,11 +251,9 @@ def balanced_labels(num_classes, n):
 def row_conditions(config, n_rows):
     """Labels and names for rows of a figure: every class in turn, or (multi-label) one object per row."""
     classes = config["classes"]
-    if config.get("multi_label"):
-        return torch.eye(len(classes))[balanced_labels(len(classes), n_rows)], \
-            [classes[i] for i in balanced_labels(len(classes), n_rows)]
     labels = balanced_labels(len(classes), n_rows)
-    return labels, [classes[i] for i in labels]
+    names = [classes[i] for i in labels]
+    return (torch.eye(len(classes))[labels] if config.get("multi_label") else labels), names
 
 
 def class_index(config, name):

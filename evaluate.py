@@ -18,7 +18,7 @@ from utils import cli, metrics
 from utils.checkpoint import load_checkpoint
 from utils.data import load_dataset, resolve_source, to_float
 from utils.errors import UserError
-from utils.evaluator import FEATURE_DIM, load_or_train_evaluator, predict, predict_labels
+from utils.evaluator import FEATURE_DIM, decide, load_or_train_evaluator, predict
 from utils.figures import image_rows
 from utils.models import load_trained
 from utils.multilabel import label_set_scores
@@ -62,10 +62,14 @@ def sample_quality(images, reference, evaluator, train_images, labels=None):
                nn_distance=metrics.nearest_neighbour_distance(images, train_images))
     if len(feats) > 3:  # k=3 neighbourhoods need at least 4 points (only tiny test sets have fewer)
         row["precision"], row["recall"] = metrics.precision_recall(reference, feats, k=3)
-    if labels is not None and labels.dim() == 2:   # object sets: per-object F1 and exact-set accuracy
-        row.update(label_set_scores(predict_labels(evaluator, images, multi_label=True), labels))
-    elif labels is not None:
-        row["class_accuracy"] = (predict_labels(evaluator, images) == labels).float().mean().item()
+    if labels is None:
+        return row
+    with torch.no_grad():  # the classifier's head on the features already computed: no second pass
+        predicted = decide(evaluator.head(feats), multi_label=labels.dim() == 2)
+    if labels.dim() == 2:   # object sets: per-object F1 and exact-set accuracy
+        row.update(label_set_scores(predicted, labels))
+    else:
+        row["class_accuracy"] = (predicted == labels).float().mean().item()
     return row
 
 

@@ -64,10 +64,13 @@ def predict(model, images, batch_size=500, features=False):
     return torch.cat([fn(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
-def predict_labels(model, images, multi_label=False):
+def decide(logits, multi_label=False):
     """Predicted class indices, or (multi-label) multi-hot object sets: every object whose logit is positive."""
-    logits = predict(model, images)
     return (logits > 0).float() if multi_label else logits.argmax(1)
+
+
+def predict_labels(model, images, multi_label=False):
+    return decide(predict(model, images), multi_label)
 
 
 def accuracy(model, images, labels):
