@@ -40,7 +40,7 @@ def get_args(argv=None, default_model=None):
     p.add_argument("--checkpoint", default=None, help="where the best model goes (default models/Best_<MODEL>.pth)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the resume file beside --checkpoint (models/last_<RUN>.pth, written after "
-                        "every epoch); its saved configuration wins over the flags, except --epochs (when given), "
+                        "the first epoch, every 30 s, at the end and on Ctrl-C); its saved configuration wins over the flags, except --epochs (when given), "
                         "--device, --threads, --precision and --compile")
     cli.add_training_flags(p)
     cli.add_label_flags(p)

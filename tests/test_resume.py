@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import train_script
+import utils.train
 from conftest import ROOT
 from utils import cli
 from utils.checkpoint import load_checkpoint, load_resume, resume_path_for, save_checkpoint
@@ -44,6 +45,35 @@ def test_resume_matches_an_uninterrupted_run(model, tiny_flowers, workdir):
     assert losses(resumed["history"]) == losses(straight["history"])       # bit for bit, on the CPU
     assert all(torch.equal(resumed["model"][k], straight["model"][k]) for k in straight["model"])
     assert torch.equal(resumed["optimizer"]["state"][0]["exp_avg"], straight["optimizer"]["state"][0]["exp_avg"])
+
+
+def test_ctrl_c_saves_the_last_finished_epoch_and_resume_continues_exactly(tiny_flowers, workdir, monkeypatch):
+    train(tiny_flowers, "--model", "VAE", "--epochs", "5")
+    straight = last_state("models/last_VAE.pth")
+    writes = []
+    real_save, real_epoch = utils.train.save_checkpoint, utils.train.train_epoch
+
+    def recording_save(path, state):
+        writes.append((Path(path).name, state["epoch"]))
+        real_save(path, state)
+
+    def ctrl_c_in_epoch_4(*args, **kwargs):
+        if args[7] == 4:   # the epoch number
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+    monkeypatch.setattr(utils.train, "save_checkpoint", recording_save)
+    monkeypatch.setattr(utils.train, "train_epoch", ctrl_c_in_epoch_4)
+    monkeypatch.setattr(utils.train, "RESUME_EVERY_S", 1e9)   # only the first epoch and the interrupt write
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_flowers, "--model", "VAE", "--epochs", "5")
+    assert [epoch for name, epoch in writes if name == "last_VAE.pth"] == [1, 3]
+    monkeypatch.setattr(utils.train, "train_epoch", real_epoch)
+    writes.clear()
+    train(tiny_flowers, "--model", "VAE", "--epochs", "5", "--resume")
+    assert [epoch for name, epoch in writes if name == "last_VAE.pth"] == [4, 5]   # its first epoch, the end
+    resumed = last_state("models/last_VAE.pth")
+    assert losses(resumed["history"]) == losses(straight["history"])
+    assert all(torch.equal(resumed["model"][k], straight["model"][k]) for k in straight["model"])
 
 
 def test_resume_takes_the_saved_configuration(tiny_flowers, workdir, capsys):
@@ -97,9 +127,8 @@ def test_sigkill_mid_training_leaves_loadable_checkpoints(tiny_flowers, workdir)
     assert child.returncode == -signal.SIGKILL
     ckpt = load_checkpoint(best, model="AE", image_size=24)
     build_model(ckpt["config"]).load_state_dict(ckpt["model"])
+    # The resume file is written after the first epoch (0.5 s before the kill) and then every RESUME_EVERY_S.
     epoch = load_resume(workdir / "models/last_AE.pth", "AE")["epoch"]
-    # Each epoch writes the best model first, then the resume state: a kill between the two leaves the
-    # resume state one epoch behind, never further.
-    assert epoch >= ckpt["epoch"] - 1 and ckpt["epoch"] >= 1
+    assert epoch >= 1 and ckpt["epoch"] >= 1
     train_script.main(["--model", "AE", "--threads", "1", "--resume", "--epochs", str(epoch + 1)])
     assert load_resume("models/last_AE.pth", "AE")["epoch"] == epoch + 1

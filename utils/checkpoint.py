@@ -46,7 +46,7 @@ def resume_path_for(checkpoint):
 def load_resume(path, model, image_size=None):
     """The full training state that --resume continues from; its absence is a one-line UserError."""
     if not Path(path).exists():
-        raise UserError(f"--resume: no resume file {path} (it is written after every epoch: train once without "
+        raise UserError(f"--resume: no resume file {path} (it is written after the first epoch: train once without "
                         f"--resume, with the same --checkpoint)")
     ckpt = load_checkpoint(path, model=model, image_size=image_size)
     if "state" not in ckpt:
