@@ -10,7 +10,8 @@ from torchvision.utils import save_image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# Two threads on a two-core machine shared with pytest itself thrash on tiny tensors.
+# One thread per test process: pytest-xdist runs one worker per core (pyproject.toml), and two threads per
+# worker would thrash on tiny tensors.
 torch.set_num_threads(1)
 
 
