@@ -21,7 +21,7 @@ from utils.data import load_dataset
 from utils.errors import UserError
 from utils.figures import image_rows, loss_curve
 from utils.sampling import SAMPLERS
-from utils.train import EMA, EarlyStopping, fit, fmt_loss
+from utils.train import EMA, RESUME_SCHEDULE, EarlyStopping, fit, fmt_loss
 
 CHECKPOINT = "models/Best_diffusion.pth"
 RESUME = "models/last_diffusion.pth"
@@ -331,8 +331,8 @@ def get_args(argv=None):
     p.add_argument("--film-steps", type=int, default=50, help="DDIM steps of the denoising-process figure")
     p.add_argument("--preview-every", type=int, default=5, help="epochs between preview grids (0: none)")
     p.add_argument("--resume", action="store_true",
-                   help=f"continue from the resume file beside --checkpoint ({RESUME} by default; saved after the "
-                        "first epoch, every 30 s, at the end and on Ctrl-C); its saved configuration wins over the flags")
+                   help=f"continue from the resume file beside --checkpoint ({RESUME} by default; written "
+                        f"{RESUME_SCHEDULE}); its saved configuration wins over the flags")
     cli.add_training_flags(p)
     p.add_argument("--split-seed", type=int, default=0)
     p.add_argument("--checkpoint", default=CHECKPOINT)

@@ -9,7 +9,7 @@ from utils.checkpoint import load_resume, resume_path_for
 from utils.data import load_dataset
 from utils.figures import loss_curve
 from utils.models import TRAINING_DEFAULTS, build_model, check_model_name, loss_fn_for, training_defaults
-from utils.train import EarlyStopping, fit, fmt_loss, make_optimizer, make_scheduler
+from utils.train import RESUME_SCHEDULE, EarlyStopping, fit, fmt_loss, make_optimizer, make_scheduler
 
 # What --resume takes from the resume file rather than the flags: everything that shapes the model, the data
 # and the recipe. --epochs (when given), --device, --threads, --precision and --compile stay the flags'.
@@ -39,9 +39,9 @@ def get_args(argv=None, default_model=None):
     p.add_argument("--kl-warmup", type=int, default=0, help="VAE only: epochs over which the KL weight ramps up")
     p.add_argument("--checkpoint", default=None, help="where the best model goes (default models/Best_<MODEL>.pth)")
     p.add_argument("--resume", action="store_true",
-                   help="continue from the resume file beside --checkpoint (models/last_<RUN>.pth, written after "
-                        "the first epoch, every 30 s, at the end and on Ctrl-C); its saved configuration wins over the flags, except --epochs (when given), "
-                        "--device, --threads, --precision and --compile")
+                   help=f"continue from the resume file beside --checkpoint (models/last_<RUN>.pth, written "
+                        f"{RESUME_SCHEDULE}); its saved configuration wins over the flags, except --epochs (when "
+                        "given), --device, --threads, --precision and --compile")
     cli.add_training_flags(p)
     cli.add_label_flags(p)
     args = p.parse_args(argv)

@@ -53,7 +53,7 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         os.chdir(workdir)
         runs["fp32, straight"] = run(base + ["--epochs", str(args.epochs), "--checkpoint", "a/Best_AE.pth"])
-        first, s1 = run(base + ["--epochs", str(half), "--checkpoint", "b/Best_AE.pth"])
+        _, s1 = run(base + ["--epochs", str(half), "--checkpoint", "b/Best_AE.pth"])
         resumed, s2 = run(base + ["--epochs", str(args.epochs), "--checkpoint", "b/Best_AE.pth", "--resume"])
         runs[f"fp32, {half} epochs + --resume"] = (resumed, s1 + s2)
         runs["bf16 autocast"] = run(base + ["--epochs", str(args.epochs), "--precision", "bf16",
@@ -66,7 +66,8 @@ def main():
     print("|---|---|---|---|---|")
     for name, (history, seconds) in runs.items():
         speed = statistics.median(h["images_per_s"] for h in history)  # steady state: epoch 1 holds the compiling
-        print(f"| {name} | {history[-1]['train_loss']:.5f} | {history[-1]['valid_loss']:.5f} | {seconds:.0f} | {speed:.0f} |")
+        final = history[-1]
+        print(f"| {name} | {final['train_loss']:.5f} | {final['valid_loss']:.5f} | {seconds:.0f} | {speed:.0f} |")
     straight, resumed = (runs[k][0] for k in list(runs)[:2])
     same = [h["valid_loss"] for h in straight] == [h["valid_loss"] for h in resumed]
     print(f"resumed run's losses identical to the straight run's: {same}")

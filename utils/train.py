@@ -17,6 +17,7 @@ from utils.checkpoint import save_checkpoint
 # every one of the MLP's 0.3-s epochs that was 7 % of its run. So it is written after the first epoch, then
 # when RESUME_EVERY_S have passed since the last write, and always when training ends or is interrupted.
 RESUME_EVERY_S = 30.0
+RESUME_SCHEDULE = f"after the first epoch, every {RESUME_EVERY_S:g} s, at the end and on Ctrl-C"  # for --help
 
 
 def fmt_loss(loss):
