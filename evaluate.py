@@ -1,10 +1,12 @@
 """Measure every model in one report: python evaluate.py --model all
 
-Rows: each model, plus calibration rows computed the same way (held-out real images: the floor;
-the same images blurred; samples of a Gaussian fitted to the training pixels: the baseline any
-generator must beat). Features for FD, KID and precision/recall come from the project's own flower
-classifier (models/Evaluator.pth), trained once on the training split.
-Writes vis/report.md, vis/report.json and vis/compare.png.
+Rows: each model, plus a calibration ladder computed the same way: held-out real images (the floor), the same
+images blurred, resampled down and up, and with noise added, each by growing amounts, and samples of a
+Gaussian fitted to the training pixels (the baseline any generator must beat). Features for FD, KID and
+precision/recall come from the project's own feature network (utils/evaluator.py, models/Evaluator.pth),
+trained once on the training split. Writes vis/report.md, vis/report.json and vis/compare.png.
+
+    python evaluate.py --samples DIR       # score any folder of generated images on the same scale
 """
 import datetime
 import json
@@ -12,13 +14,14 @@ import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
 from utils import cli, metrics
 from utils.checkpoint import load_checkpoint
-from utils.data import load_dataset, resolve_source, to_float
+from utils.data import load_dataset, load_image, resolve_source, to_float
 from utils.errors import UserError
-from utils.evaluator import FEATURE_DIM, decide, load_or_train_evaluator, predict
+from utils.evaluator import decide, load_or_train_evaluator, predict
 from utils.figures import image_rows
 from utils.models import load_trained
 from utils.multilabel import label_set_scores
@@ -116,17 +119,65 @@ def model_row(name, data, reference, evaluator, n, generator, device):
     return row, samples
 
 
+BLUR_SIGMAS = (0.5, 1, 2)          # pixels
+RESAMPLE_FACTORS = (2, 3)          # down by this factor, then back up
+NOISE_SIGMAS = (0.05, 0.1)         # added Gaussian noise, images in [0, 1]
+LADDERS = ("blur", "resampling", "noise")
+
+
+def degrade(images, kind, amount, generator):
+    """Held-out images made worse by a known amount: the rungs of the calibration ladder."""
+    size = images.shape[-1]
+    if kind == "blur":
+        return TF.gaussian_blur(images, kernel_size=2 * math.ceil(3 * amount) + 1, sigma=amount)
+    if kind == "resampling":
+        small = F.interpolate(images, size=round(size / amount), mode="bilinear", antialias=True, align_corners=False)
+        return F.interpolate(small, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+    if kind == "noise":
+        return (images + amount * torch.randn(images.shape, generator=generator)).clamp(0, 1)
+    raise ValueError(f"unknown degradation {kind!r}")
+
+
+def ladder(valid, train, n, generator):
+    """(row name, ladder, rung, images): held-out real, each degradation in growing amounts, the pixel Gaussian."""
+    yield "real (held-out)", None, 0, valid
+    for kind, amounts, label in [("blur", BLUR_SIGMAS, "real, blurred (sigma {} px)"),
+                                 ("resampling", RESAMPLE_FACTORS, "real, down and up by {}"),
+                                 ("noise", NOISE_SIGMAS, "real + noise (sigma {})")]:
+        for rung, amount in enumerate(amounts, 1):
+            yield label.format(amount), kind, rung, degrade(valid, kind, amount, generator)
+    yield "Gaussian fit to pixels", None, 0, gaussian_baseline(train, n, generator)
+
+
 def calibration_rows(data, reference, evaluator, n, generator):
     train = to_float(data.images[data.train_idx])
     held_out = data.valid_idx[torch.randperm(len(data.valid_idx), generator=generator)[:n]]  # all classes
     valid, labels = to_float(data.images[held_out]), data.labels[held_out]
-    blurred = TF.gaussian_blur(valid, kernel_size=5, sigma=1.0)
     rows = []
-    for name, images, labels in [("real (held-out)", valid, labels),
-                                 ("real, blurred (sigma 1 px)", blurred, labels),
-                                 ("Gaussian fit to pixels", gaussian_baseline(train, n, generator), None)]:
-        rows.append(dict(row=name, status="calibration", **sample_quality(images, reference, evaluator, train, labels)))
+    for name, kind, rung, images in ladder(valid, train, n, generator):
+        quality = sample_quality(images, reference, evaluator, train, labels if name != "Gaussian fit to pixels" else None)
+        rows.append(dict(row=name, status="calibration", ladder=kind, rung=rung, **quality))
     return rows, valid
+
+
+def read_samples(folder, data):
+    """PNG/JPG files under a folder, resized to the data's size; labels when sub-folders are named as its classes."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not files:
+        raise UserError(f"--samples {folder}: no PNG or JPG images found")
+    images = torch.stack([load_image(f, data.image_size) for f in files])
+    images = images[:, :data.channels]   # decoded as RGB: a gray set keeps one of its equal channels
+    names = [f.relative_to(folder).parts[0] if len(f.relative_to(folder).parts) > 1 else None for f in files]
+    labelled = not data.multi_label and all(name in data.classes for name in names)
+    labels = torch.tensor([data.classes.index(name) for name in names]) if labelled else None
+    return to_float(images), labels
+
+
+def samples_row(folder, data, reference, evaluator):
+    images, labels = read_samples(folder, data)
+    train = to_float(data.images[data.train_idx])
+    return dict(row=str(folder), status="samples folder", **sample_quality(images, reference, evaluator, train, labels))
 
 
 COLUMNS = [("n", "n", "{:d}"), ("fd", "FD ↓", "{:.2f}"), ("kid", "KID ↓", "{:.4f}"),
@@ -150,24 +201,35 @@ def markdown(rows, settings):
 
 def main(argv=None):
     p = cli.parser(__doc__)
-    p.add_argument("--model", default="all", help="MLPAE, AE, VAE, diffusion or all")
+    p.add_argument("--model", default=None,
+                   help="MLPAE, AE, VAE, diffusion, all or none (default: all, or none when --samples is given)")
+    p.add_argument("--samples", action="append", default=[], metavar="DIR",
+                   help="also score a folder of generated images (any tool's; sub-folders named as the data's "
+                        "classes add class accuracy); repeat for several folders")
+    p.add_argument("--json", action="store_true", help="print each row as one JSON line instead of the table")
     p.add_argument("--n", type=int, default=1000, help="samples per generative model")
     p.add_argument("--retrain-evaluator", action="store_true", help="retrain the classifier even if it is stored")
     p.add_argument("--inception", action="store_true",
                    help="also standard Inception FID (torch-fidelity, weights must already be cached)")
     cli.add_label_flags(p)
     args = p.parse_args(argv)
-    names = MODELS if args.model == "all" else (args.model,)
-    if args.model != "all" and args.model not in MODELS:
-        cli.fail(f"unknown model {args.model!r} (choose from {', '.join(MODELS)} or all)")
+    args.model = args.model or ("none" if args.samples else "all")
+    if args.model not in MODELS + ("all", "none"):
+        cli.fail(f"unknown model {args.model!r} (choose from {', '.join(MODELS)}, all or none)")
+    names = {"all": MODELS, "none": ()}.get(args.model, (args.model,))
     if args.n < 10:
         cli.fail("--n must be at least 10")
+    for folder in args.samples:
+        if not Path(folder).is_dir():
+            cli.fail(f"--samples {folder}: no such folder")
     device = cli.setup(args)
     data_source, size, labels_file, objects_file = report_settings(args, names)
-    data = load_dataset(data_source, size, labels_file=labels_file, objects_file=objects_file)
-    evaluator, evaluator_accuracy = load_or_train_evaluator(data, retrain=args.retrain_evaluator)
+    data = load_dataset(data_source, size, labels_file=labels_file, objects_file=objects_file, quiet=args.json)
+    evaluator, evaluator_accuracy = load_or_train_evaluator(data, retrain=args.retrain_evaluator,
+                                                            log=print if not args.json else lambda line: None)
     reference = predict(evaluator, to_float(data.images[data.train_idx]), features=True)
     generator = torch.Generator().manual_seed(args.seed)
+    say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
 
     rows, real = calibration_rows(data, reference, evaluator, args.n, generator)
     figure_rows, figure_labels = [real[:10]], ["real"]
@@ -177,11 +239,17 @@ def main(argv=None):
         if samples is not None:
             figure_rows.append(samples[:10].cpu())
             figure_labels.append(name)
-        print(f"{name}: {row['status']}", flush=True)
+        say(f"{name}: {row['status']}")
+    rows += [samples_row(folder, data, reference, evaluator) for folder in args.samples]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return
 
     settings = {"data": f"{data.source} ({len(data.train_idx)} train / {len(data.valid_idx)} valid, "
                         f"{data.image_size}px, {'objects' if data.multi_label else 'classes'} {', '.join(data.classes)})",
-                "features": f"penultimate layer ({FEATURE_DIM}-d) of the project's own classifier, validation "
+                "features": f"{evaluator.feature_dim}-d, pooled from every stage of the project's own classifier "
+                            f"(trained on the classes and on telling training images apart), validation "
                             f"{'exact-set ' if data.multi_label else ''}accuracy {evaluator_accuracy:.1%}",
                 "reference": "FD, KID, precision/recall (k=3) against the training split's features; "
                              "reconstruction on the validation split; NN dist: mean L2 pixel distance to "
@@ -189,12 +257,14 @@ def main(argv=None):
                 "seed": args.seed, "date": str(datetime.date.today())}
     if args.inception:
         settings["inception FID"] = inception_note()
+    print(markdown(rows, settings))
+    if not names:   # a folder scored against the ladder: the models' report files stay as they are
+        return
     Path("vis").mkdir(exist_ok=True)
     Path("vis/report.md").write_text(markdown(rows, settings))
     Path("vis/report.json").write_text(json.dumps(dict(settings=settings, rows=rows), indent=2))
     image_rows(figure_rows, figure_labels, f"samples per model ({data.image_size}px, seed {args.seed})",
                "vis/compare.png")
-    print(markdown(rows, settings))
     print("wrote vis/report.md, vis/report.json, vis/compare.png")
 
 

@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 import utils.data as data_module
+from conftest import run_script
 from utils.data import list_images, load_dataset, load_folder, stratified_split
 from utils.errors import UserError
 
@@ -83,3 +84,15 @@ def test_real_folder_takes_precedence(workdir, tiny_flowers):
     assert data.source == "flowers" and len(data.images) == 30
     x, y = data.split("valid")
     assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1 and len(x) == len(y) == 3
+
+
+def test_a_folder_too_small_to_split_is_one_line(tmp_path, workdir):
+    # One class folder: a single good image and a corrupt one. Training used to end in a ZeroDivisionError.
+    root = tmp_path / "few"
+    (root / "rose").mkdir(parents=True)
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(root / "rose" / "good.jpg")
+    (root / "rose" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    result = run_script("train_script.py", "--model", "AE", "--data", str(root), "--epochs", "1", cwd=workdir)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert "found 1 readable image" in message and "needs at least 2 images" in message

@@ -176,7 +176,7 @@ def load_dataset(data=None, image_size=24, valid_fraction=0.1, split_seed=0, qui
         if source == "synthetic":
             raise UserError("--labels needs --data DIR: the folder its file names are relative to")
         images, labels, objects = load_labelled_folder(source, labels_file, objects_file, image_size)
-        train_idx, valid_idx = random_split(len(images), valid_fraction, split_seed)
+        train_idx, valid_idx = check_split(source, random_split(len(images), valid_fraction, split_seed), "")
         return Dataset(images, labels, objects, str(source), train_idx, valid_idx)
     if source == "synthetic":
         from utils.synthetic import SUPPORTED_SIZES, synthetic_flowers
@@ -190,8 +190,18 @@ def load_dataset(data=None, image_size=24, valid_fraction=0.1, split_seed=0, qui
         images, labels, classes = load_torchvision(source, image_size)
     else:
         images, labels, classes = load_folder(source, image_size)
-    train_idx, valid_idx = stratified_split(labels, valid_fraction, split_seed)
+    train_idx, valid_idx = check_split(source, stratified_split(labels, valid_fraction, split_seed), " of one class")
     return Dataset(images, labels, classes, str(source), train_idx, valid_idx)
+
+
+def check_split(source, split, where):
+    """Training and validation both need images: a one-line error instead of a division by zero later."""
+    train_idx, valid_idx = split
+    if len(train_idx) == 0 or len(valid_idx) == 0:
+        found = len(train_idx) + len(valid_idx)
+        raise UserError(f"{source}: found {found} readable image{'s' * (found != 1)}, too few to split into training "
+                        f"and validation: a split needs at least 2 images{where}")
+    return split
 
 
 def load_training_data(config, data=None, quiet=False):
