@@ -3,28 +3,27 @@
     python diffusion.py > log/train_diffusion.out          # trains for --minutes (default 15)
 
 The network (`Diffuser`), the noise schedule and the loss (`diffusion_loss_fn`) live here; the samplers
-are in utils/sampling.py. Writes models/Best_diffusion.pth (with the EMA weights used for sampling),
+are in utils/sampling/samplers.py. Writes models/Best_diffusion.pth (with the EMA weights used for sampling),
 vis/loss_diffusion.png, vis/preview_diffusion.png during training, and at the end
 vis/random_images_diffusion.png and vis/denoise_process_diffusion.png.
 """
 import math
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils import cli, distributed
-from utils.checkpoint import load_checkpoint, load_resume, resume_path_for
-from utils.data import load_dataset
+from utils import cli
+from utils.training import distributed, run
+from utils.training.checkpoint import default_checkpoint, load_checkpoint
 from utils.errors import UserError
-from utils.figures import image_rows, loss_curve
-from utils.sampling import SAMPLERS
-from utils.train import EMA, RESUME_SCHEDULE, EarlyStopping, fit, fmt_loss
+from utils.figures import image_rows
+from utils.generators import SamplingOptions
+from utils.sampling.objectives import OBJECTIVES
+from utils.sampling.samplers import SAMPLERS, per_sample_noise, sample_generators
+from utils.training.train import EMA, EarlyStopping, Recipe
 
-CHECKPOINT = "models/Best_diffusion.pth"
-RESUME = "models/last_diffusion.pth"
+CHECKPOINT = default_checkpoint("diffusion")
 
 
 # ---------------------------------------------------------------- noise schedules
@@ -149,12 +148,13 @@ def q_sample(x0, ab, eps):
 def diffusion_loss_fn(model, x0, labels, alpha_bar, objective="v", min_snr=5.0, p_uncond=0.1):
     """The DDPM training loss on images x0 in [-1, 1].
 
-    Noise a random timestep, x_t = sqrt(ab) x0 + sqrt(1 - ab) eps, and regress the network on eps
-    ('eps', Ho et al.) or on v = sqrt(ab) eps - sqrt(1 - ab) x0 ('v', Salimans & Ho 2022). Min-SNR-gamma
-    weighting (Hang et al. 2023) stops the easy, low-noise timesteps from dominating; 0 turns it off.
-    Labels are replaced by "no class" with probability p_uncond, so one model also learns the
-    unconditional prediction that classifier-free guidance needs.
+    Noise a random timestep, x_t = sqrt(ab) x0 + sqrt(1 - ab) eps, and regress the network on the objective's
+    target (utils/sampling/objectives.py: eps as Ho et al., v as Salimans & Ho 2022, or x0). Min-SNR-gamma weighting
+    (Hang et al. 2023) stops the easy, low-noise timesteps from dominating; 0 turns it off. Labels are replaced
+    by "no class" with probability p_uncond, so one model also learns the unconditional prediction that
+    classifier-free guidance needs.
     """
+    parts = OBJECTIVES[objective]
     t = torch.randint(0, len(alpha_bar), (len(x0),), device=x0.device)
     ab = alpha_bar.to(x0.device)[t].view(-1, 1, 1, 1)
     eps = torch.randn_like(x0)
@@ -163,21 +163,15 @@ def diffusion_loss_fn(model, x0, labels, alpha_bar, objective="v", min_snr=5.0, 
         drop = torch.rand(len(labels), device=labels.device) < p_uncond
         drop = drop.view(-1, *[1] * (labels.dim() - 1))  # a multi-hot vector is dropped whole
         labels = torch.where(drop, model.null_labels(len(labels), labels.device), labels)
-    target = eps if objective == "eps" else ab.sqrt() * eps - (1 - ab).sqrt() * x0
-    per_image = (model(x_t, t, labels) - target).square().mean(dim=(1, 2, 3))
+    per_image = (model(x_t, t, labels) - parts.target(x0, eps, ab)).square().mean(dim=(1, 2, 3))
     if min_snr:
-        snr = (ab / (1 - ab)).flatten()
-        # With the SNR weighting expressed for each target (eps: min(snr, g)/snr; v: min(snr, g)/(snr + 1)).
-        per_image = per_image * snr.clamp(max=min_snr) / (snr if objective == "eps" else snr + 1)
+        per_image = per_image * parts.snr_weight((ab / (1 - ab)).flatten(), min_snr)
     return per_image.mean()
 
 
 def eps_and_x0(output, x_t, ab, objective):
     """The network's output as (noise, clean image), with the clean image clipped to the data range."""
-    if objective == "eps":
-        x0 = (x_t - (1 - ab).sqrt() * output) / ab.sqrt()
-    else:
-        x0 = ab.sqrt() * x_t - (1 - ab).sqrt() * output
+    _, x0 = OBJECTIVES[objective].eps_and_x0(output, x_t, ab)
     x0 = x0.clamp(-1, 1)
     return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt(), x0
 
@@ -202,36 +196,43 @@ def guided_denoiser(model, alpha_bar, objective, labels=None, guidance=2.0):
 
 # ---------------------------------------------------------------- sampling a trained model
 
-def load_trained(checkpoint=CHECKPOINT, device="cpu", image_size=None):
+def build(config):
+    """A fresh network from a configuration (a checkpoint's, or a new run's)."""
+    return Diffuser(config["image_size"], config["channels"], len(config["classes"]) if config["conditional"] else 0,
+                    config["base"], multi_label=config.get("multi_label", False))
+
+
+def alphas_cumprod(config):
+    return torch.cumprod(1 - make_betas(config["schedule"], config["timesteps"]), 0)
+
+
+def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None):
     """The EMA network of a saved diffusion model, rebuilt from its checkpoint alone."""
-    ckpt = load_checkpoint(checkpoint, model="diffusion", image_size=image_size)
-    c = ckpt["config"]
-    model = Diffuser(c["image_size"], c["channels"], len(c["classes"]) if c["conditional"] else 0, c["base"],
-                     multi_label=c.get("multi_label", False))
+    ckpt = load_checkpoint(checkpoint, model=name, image_size=image_size)
+    model = build(ckpt["config"])
     model.load_state_dict(ckpt["ema"])
     # channels-last convolutions sample ~25 % faster on CPU (measured; training gains nothing from them)
     return model.to(device, memory_format=torch.channels_last).eval(), ckpt
 
 
 @torch.no_grad()
-def sample(model, config, n, labels=None, guidance=2.0, sampler="ddim", steps=50, generator=None,
-           device="cpu", trace=None, batch_size=64, noise=None):
+def sample(model, config, n, labels=None, guidance=2.0, sampler="dpm", steps=20, seed=0, device="cpu", trace=None,
+           batch_size=64, noise=None, first=0):
     """n images in [0, 1] (labels: n class indices or multi-hot object sets, or None for unconditional samples).
-    `noise`: the starting x_T of the deterministic samplers (n x C x H x W), else drawn from the generator."""
-    if noise is not None and sampler == "ddpm":
-        raise UserError("a given starting noise needs a deterministic sampler (ddim or dpm), not ddpm")
-    betas = make_betas(config["schedule"], config["timesteps"])
-    alpha_bar = torch.cumprod(1 - betas, 0)
+
+    Sample i (counted from `first`) draws its noise from its own generator, seeded by (seed, first + i): the same
+    image whatever n and the batch size. `noise`: the starting x_T (n x C x H x W) instead (interpolation)."""
+    alpha_bar = alphas_cumprod(config)
+    shape = (config["channels"], config["image_size"], config["image_size"])
     out = []
     for start in range(0, n, batch_size):
-        chunk = labels[start:start + batch_size].to(device) if labels is not None else None
+        end = min(n, start + batch_size)
+        generators = sample_generators(seed, first + start, end - start)
+        x = noise[start:end] if noise is not None else per_sample_noise(generators, shape)
+        chunk = labels[start:end].to(device) if labels is not None else None
         denoise = guided_denoiser(model, alpha_bar, config["objective"], chunk, guidance)
-        shape = (min(batch_size, n - start), config["channels"], config["image_size"], config["image_size"])
-        if sampler == "ddpm":
-            x = SAMPLERS["ddpm"](denoise, shape, betas, generator, device, trace)
-        else:
-            x = SAMPLERS[sampler](denoise, shape, alpha_bar, steps, generator, device, trace,
-                                  noise[start:start + batch_size] if noise is not None else None)
+        fresh_noise = lambda size: per_sample_noise(generators, size[1:]).to(device)  # noqa: E731
+        x = SAMPLERS[sampler](denoise, x.to(device), alpha_bar, steps, fresh_noise, trace)
         out.append(((x + 1) / 2).clamp(0, 1).cpu())
     return torch.cat(out)
 
@@ -256,37 +257,61 @@ def row_conditions(config, n_rows):
     return (torch.eye(len(classes))[labels] if config.get("multi_label") else labels), names
 
 
-def class_index(config, name):
-    """The label of a class name; an unknown name lists the valid ones."""
-    if not config["conditional"]:
-        raise UserError("this diffusion model is unconditional: --class needs a model trained on several classes")
-    if config.get("multi_label"):
-        raise UserError("this diffusion model is conditioned on object sets: use --labels \"red cube,gray sphere\"")
-    if name not in config["classes"]:
-        raise UserError(f"unknown class {name!r} (choose from {', '.join(config['classes'])})")
-    return config["classes"].index(name)
+def generate(model, config, n, labels=None, seed=0, device="cpu", options=SamplingOptions(), first=0):
+    """The generator interface (utils/generators.py): sample() with the --guidance, --sampler and --steps options."""
+    guidance = options.guidance if labels is not None else 0
+    return sample(model, config, n, labels, guidance, options.sampler, options.steps, seed, device, first=first)
 
 
-def generate_for_evaluation(model, ckpt, n, generator, device, guidance=2.0, sampler="dpm", steps=20, label_sets=None):
+def figure(model, ckpt, path, seed, device, options=SamplingOptions()):
+    sample_grid(model, ckpt["config"], path, seed, device, options.guidance, options.sampler, options.steps)
+
+
+def interpolation(model, ckpt, seed, device, options=SamplingOptions(), condition=None, data=None, rows=6, steps=8):
+    """Spherical paths between two starting noises, every point sampled by the deterministic sampler;
+    condition: (label, name) for every row, else one class per row."""
+    config = ckpt["config"]
+    if options.sampler == "ddpm":
+        raise UserError("--interpolate needs a deterministic sampler: --sampler dpm or ddim, not ddpm")
+    if condition is not None:
+        row_labels, names = condition[0].expand(rows, *condition[0].shape), [condition[1]] * rows
+    elif config["conditional"]:
+        row_labels, names = row_conditions(config, rows)
+    else:
+        row_labels, names = None, [""] * rows
+    size = config["image_size"]
+    ends = torch.randn(rows, 2, config["channels"], size, size, generator=torch.Generator().manual_seed(seed))
+    weights = torch.linspace(0, 1, steps + 2)
+    noise = torch.stack([slerp(a, b, w) for a, b in ends for w in weights])
+    labels = row_labels.repeat_interleave(len(weights), dim=0) if row_labels is not None else None
+    images = sample(model, config, len(noise), labels, options.guidance if labels is not None else 0,
+                    options.sampler, options.steps, seed, device, noise=noise)
+    path = "vis/interpolation_diffusion.png"
+    image_rows(list(images.split(len(weights))), names,
+               f"diffusion: samples from slerp(noise A, noise B, w) ({options.sampler}, {options.steps} steps)", path,
+               column_labels=[f"w={w:.2f}" for w in weights.tolist()])
+    return path
+
+
+def evaluation_samples(model, config, n, seed, device, label_sets=None, guidance=2.0, sampler="dpm", steps=20):
     """Class-balanced conditional samples (with their labels) or unconditional ones, for evaluate.py.
     A multi-label model draws the given label sets (the validation split's) in turn."""
-    config = ckpt["config"]
     labels = balanced_labels(len(config["classes"]), n) if config["conditional"] else None
     if config.get("multi_label"):
         labels = label_sets[balanced_labels(len(label_sets), n)]
-    return sample(model, config, n, labels, guidance, sampler, steps, generator, device), labels
+    return sample(model, config, n, labels, guidance, sampler, steps, seed, device), labels
 
 
-def sample_grid(model, config, path, generator, device, guidance=2.0, sampler="ddim", steps=50, per_row=10):
+def sample_grid(model, config, path, seed, device, guidance=2.0, sampler="dpm", steps=20, per_row=10):
     """One labelled row per class (or object) plus two unconditional rows (an 8x8 grid for an unconditional model)."""
     if not config["conditional"]:
-        images = sample(model, config, 64, None, 0, sampler, steps, generator, device)
+        images = sample(model, config, 64, None, 0, sampler, steps, seed, device)
         rows, names = [images[i:i + 8] for i in range(0, 64, 8)], [""] * 8
     else:
         row_labels, names = row_conditions(config, min(len(config["classes"]), 16))
         labels = row_labels.repeat_interleave(per_row, dim=0)
-        conditional = sample(model, config, len(labels), labels, guidance, sampler, steps, generator, device)
-        unconditional = sample(model, config, 2 * per_row, None, 0, sampler, steps, generator, device)
+        conditional = sample(model, config, len(labels), labels, guidance, sampler, steps, seed, device)
+        unconditional = sample(model, config, 2 * per_row, None, 0, sampler, steps, seed, device, first=len(labels))
         rows = list(conditional.split(per_row)) + list(unconditional.split(per_row))
         names += ["unconditional"] * 2
     title = f"diffusion samples ({sampler}, {config['timesteps'] if sampler == 'ddpm' else steps} steps"
@@ -294,12 +319,12 @@ def sample_grid(model, config, path, generator, device, guidance=2.0, sampler="d
     image_rows(rows, names, title, path)
 
 
-def denoise_figure(model, config, path, generator, device, n=6, columns=10, steps=50):
+def denoise_figure(model, config, path, seed, device, n=6, columns=10, steps=50):
     """A few samples followed from pure noise to the final image, labelled with the timestep t."""
     frames = []
-    trace = lambda t, x: frames.append((t, ((x + 1) / 2).clamp(0, 1).cpu()))  # noqa: E731
+    trace = lambda t, x, x0: frames.append((t, ((x + 1) / 2).clamp(0, 1).cpu()))  # noqa: E731
     labels, names = row_conditions(config, n) if config["conditional"] else (None, [""] * n)
-    final = sample(model, config, n, labels, 2.0 if labels is not None else 0, "ddim", steps, generator, device, trace)
+    final = sample(model, config, n, labels, 2.0 if labels is not None else 0, "ddim", steps, seed, device, trace)
     keep = torch.linspace(0, steps - 1, columns - 1).round().long().tolist()
     columns_images = [frames[i][1] for i in keep] + [final]
     rows = [torch.stack([col[r] for col in columns_images]) for r in range(n)]
@@ -317,7 +342,7 @@ def get_args(argv=None):
     p.add_argument("--batch-size", type=int, default=64,
                    help="images per step; per process under torchrun (the step sees N times it)")
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
-    p.add_argument("--objective", choices=["eps", "v"], default="v", help="what the network predicts")
+    p.add_argument("--objective", choices=sorted(OBJECTIVES), default="v", help="what the network predicts")
     p.add_argument("--min-snr", type=float, default=5.0, help="min-SNR-gamma loss weighting (0: off)")
     p.add_argument("--schedule", choices=["linear", "cosine"], default="cosine", help="noise schedule")
     p.add_argument("--timesteps", type=int, default=1000, help="diffusion steps T")
@@ -325,19 +350,11 @@ def get_args(argv=None):
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the sampling weights")
     p.add_argument("--p-uncond", type=float, default=0.1, help="label dropout for classifier-free guidance")
     p.add_argument("--unconditional", action="store_true", help="ignore the class labels")
-    p.add_argument("--guidance", type=float, default=2.0, help="guidance weight of the final sample grid")
-    p.add_argument("--sampler", choices=["dpm", "ddim", "ddpm"], default="dpm", help="sampler of the final grid")
-    p.add_argument("--steps", type=int, default=20, help="sampler steps of the previews and the final grid")
+    cli.add_sampling_flags(p, "the previews and the final grid")
     p.add_argument("--film-steps", type=int, default=50, help="DDIM steps of the denoising-process figure")
     p.add_argument("--preview-every", type=int, default=5, help="epochs between preview grids (0: none)")
-    p.add_argument("--resume", action="store_true",
-                   help=f"continue from the resume file beside --checkpoint ({RESUME} by default; written "
-                        f"{RESUME_SCHEDULE}); its saved configuration wins over the flags")
-    cli.add_training_flags(p)
-    p.add_argument("--split-seed", type=int, default=0)
-    p.add_argument("--checkpoint", default=CHECKPOINT)
-    cli.add_label_flags(p)
-    args = p.parse_args(argv)
+    run.add_run_flags(p, CHECKPOINT)
+    args = run.parse(p, argv)
     args.image_size = args.image_size or 24
     if args.image_size % 4:
         cli.fail(f"--image-size must be a multiple of 4, got {args.image_size}")
@@ -348,6 +365,14 @@ def get_args(argv=None):
     return args
 
 
+def settings(args):
+    """What a new run saves besides its data: the network's size, the diffusion process and the recipe."""
+    keys = ("unconditional", "base", "objective", "schedule", "timesteps", "min_snr", "p_uncond", "ema", "lr",
+            "batch_size")
+    return lambda data: dict({key: getattr(args, key) for key in keys},
+                             conditional=(data.multi_label or len(data.classes) > 1) and not args.unconditional)
+
+
 def main(argv=None):
     try:
         train(get_args(argv))
@@ -356,80 +381,43 @@ def main(argv=None):
 
 
 def train(args):
-    device = distributed.setup(cli.setup(args))
-    args.precision = cli.precision_for(args.precision, device)
-    resume_path = resume_path_for(args.checkpoint)
-    data = load_dataset(args.data, args.image_size, split_seed=args.split_seed, labels_file=args.labels,
-                        objects_file=args.objects)
-    conditional = (data.multi_label or len(data.classes) > 1) and not args.unconditional
-    config = dict(model="diffusion", image_size=data.image_size, channels=data.channels, classes=data.classes,
-                  conditional=conditional, multi_label=data.multi_label, labels_file=args.labels,
-                  objects_file=args.objects, data=data.source, split_seed=args.split_seed, valid_fraction=0.1,
-                  base=args.base, objective=args.objective, schedule=args.schedule, timesteps=args.timesteps,
-                  min_snr=args.min_snr, p_uncond=args.p_uncond, ema=args.ema, lr=args.lr,
-                  batch_size=args.batch_size, seed=args.seed, augment=args.augment, precision=args.precision)
-    resume = None
-    if args.resume:  # the saved configuration wins over the flags: the network must match its weights
-        saved = load_resume(resume_path, "diffusion", image_size=data.image_size)
-        config, resume = dict(saved["config"], precision=args.precision), saved["state"]
-        conditional = config["conditional"]
-    model = Diffuser(data.image_size, data.channels, len(config["classes"]) if conditional else 0,
-                     config["base"], multi_label=config.get("multi_label", False)).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config["lr"])
+    config, state, data, device = run.start(args, "diffusion", settings(args))
+    model = build(config).to(device)
     ema = EMA(model, config["ema"])
-    alpha_bar = torch.cumprod(1 - make_betas(config["schedule"], config["timesteps"]), 0).to(device)
+    alpha_bar = alphas_cumprod(config).to(device)
+    labelled = config["conditional"]
 
     def loss_fn(net, x, labels, epoch):
-        loss = diffusion_loss_fn(net, x * 2 - 1, labels if conditional else None, alpha_bar,
-                                 config["objective"], config["min_snr"], config["p_uncond"])
+        loss = diffusion_loss_fn(net, x * 2 - 1, labels if labelled else None, alpha_bar, config["objective"],
+                                 config["min_snr"], config["p_uncond"])
         return loss, loss
 
     def preview(epoch):
         if args.preview_every and epoch % args.preview_every == 0:
-            sample_grid(ema.model, config, "vis/preview_diffusion.png", torch.Generator().manual_seed(args.seed),
-                        device, args.guidance, args.sampler, args.steps, per_row=8)
+            sample_grid(ema.model, config, "vis/preview_diffusion.png", args.seed, device, args.guidance,
+                        args.sampler, args.steps, per_row=8)
 
-    n_params = sum(p.numel() for p in model.parameters())
-    print(f"model      Diffuser (U-Net, base {config['base']}), {n_params:,} parameters, "
-          + (f"conditional on {len(data.classes)} {'objects (multi-label)' if data.multi_label else 'classes'}"
-             if conditional else "unconditional"))
-    print(f"data       {data.source}: {len(data.train_idx)} train / {len(data.valid_idx)} valid images, "
-          f"{data.channels}x{data.image_size}x{data.image_size}")
-    print(f"diffusion  {config['objective']}-prediction, {config['schedule']} schedule, T={config['timesteps']}, "
-          f"min-SNR {config['min_snr']:g}, EMA {config['ema']}, label dropout {config['p_uncond']}")
-    print(f"training   adam lr {config['lr']:g}, {distributed.batch_description(config['batch_size'])}, "
-          + (f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs") + f", seed {args.seed}"
-          + (", augmented (flips, crops)" if config.get("augment") else ""))
-    print(f"device     {device}, {torch.get_num_threads()} threads" + cli.speed_description(args)
-          + ("  (resuming)" if resume else ""), flush=True)
-    history = []
-    try:
-        _, seconds = fit(model, loss_fn, data.images[data.train_idx], data.images[data.valid_idx],
-                         train_labels=data.labels[data.train_idx], valid_labels=data.labels[data.valid_idx],
-                         optimizer=optimizer, epochs=args.epochs, batch_size=config["batch_size"], device=device,
-                         checkpoint_path=args.checkpoint, config=config, ema=ema, minutes=args.minutes or None,
-                         resume_path=resume_path, resume=resume, early_stopping=EarlyStopping(patience=None),
-                         on_epoch_end=preview, seed=args.seed, history=history, log=lambda line: print(line, flush=True),
-                         augment=config.get("augment", False), precision=args.precision, compile=args.compile)
-    finally:  # after Ctrl-C too
-        if history and distributed.is_main():
-            loss_curve(history, "diffusion: training loss (validation: EMA weights, fixed noise)",
-                       "vis/loss_diffusion.png")
-    if not distributed.is_main():  # the main process draws the final figures
+    recipe = Recipe(torch.optim.Adam(model.parameters(), lr=config["lr"]), args.epochs, config["batch_size"],
+                    early_stopping=EarlyStopping(patience=None), ema=ema, minutes=args.minutes or None,
+                    augment=config["augment"], precision=args.precision, compile=args.compile, seed=config["seed"])
+    kind = "objects (multi-label)" if config["multi_label"] else "classes"
+    run.header([f"model      Diffuser (U-Net, base {config['base']}), {sum(p.numel() for p in model.parameters()):,} "
+                "parameters, " + (f"conditional on {len(config['classes'])} {kind}" if labelled else "unconditional"),
+                f"diffusion  {config['objective']}-prediction, {config['schedule']} schedule, T={config['timesteps']}, "
+                f"min-SNR {config['min_snr']:g}, EMA {config['ema']}, label dropout {config['p_uncond']}",
+                f"training   adam lr {config['lr']:g}, {distributed.batch_description(config['batch_size'])}, "
+                + (f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs") + f", seed {config['seed']}"
+                + (", augmented (flips, crops)" if config["augment"] else "")], data, args, device, state)
+    history = run.train(model, loss_fn, data, recipe, args, config, state, device, "loss (weighted squared error)",
+                        "diffusion: training loss (validation: EMA weights, fixed noise)", on_epoch_end=preview)
+    if not history or not distributed.is_main():  # the main process draws the final figures
         return
-    if not history:
-        print("no epoch finished; nothing saved")
-        return
-    best_model, ckpt = load_trained(args.checkpoint, device)
-    g = torch.Generator().manual_seed(args.seed)
-    sample_grid(best_model, ckpt["config"], "vis/random_images_diffusion.png", g, device, args.guidance,
+    best_model, ckpt = load(checkpoint=args.checkpoint, device=device)
+    sample_grid(best_model, ckpt["config"], "vis/random_images_diffusion.png", args.seed, device, args.guidance,
                 args.sampler, args.steps)
-    denoise_figure(best_model, ckpt["config"], "vis/denoise_process_diffusion.png", g, device,
+    denoise_figure(best_model, ckpt["config"], "vis/denoise_process_diffusion.png", args.seed, device,
                    steps=args.film_steps)
-    best = min(history, key=lambda h: h["valid_loss"])
-    print(f"done       {len(history)} epochs in {seconds / 60:.1f} min; final train {fmt_loss(history[-1]['train_loss'])}")
-    print(f"best       epoch {best['epoch']}: valid {fmt_loss(best['valid_loss'])} -> {args.checkpoint}")
-    print("wrote      vis/loss_diffusion.png, vis/random_images_diffusion.png, vis/denoise_process_diffusion.png")
+    print("wrote      vis/random_images_diffusion.png, vis/denoise_process_diffusion.png")
 
 
 if __name__ == "__main__":

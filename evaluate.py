@@ -3,7 +3,7 @@
 Rows: each model, plus a calibration ladder computed the same way: held-out real images (the floor), the same
 images blurred, resampled down and up, and with noise added, each by growing amounts, and samples of a
 Gaussian fitted to the training pixels (the baseline any generator must beat). Features for FD, KID and
-precision/recall come from the project's own feature network (utils/evaluator.py, models/Evaluator.pth),
+precision/recall come from the project's own feature network (utils/evaluation/evaluator.py, models/Evaluator.pth),
 trained once on the training split. Writes vis/report.md, vis/report.json and vis/compare.png.
 
     python evaluate.py --samples DIR       # score any folder of generated images on the same scale
@@ -17,29 +17,20 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
-from utils import cli, metrics
-from utils.checkpoint import load_checkpoint
-from utils.data import load_dataset, load_image, resolve_source, to_float
+from utils import cli
+from utils.evaluation import metrics
+from utils.training.checkpoint import load_checkpoint
+from utils.data.dataset import load_dataset, resolve_source, to_float
+from utils.data.images import load_image
 from utils.errors import UserError
-from utils.evaluator import decide, load_or_train_evaluator, predict
+from utils.evaluation.evaluator import decide, load_or_train_evaluator, predict
 from utils.figures import image_rows
-from utils.models import load_trained
-from utils.multilabel import label_set_scores
+from utils.generators import GENERATORS
+from utils.data.multilabel import label_set_scores
 
-MODELS = ("MLPAE", "AE", "VAE", "diffusion")
-GENERATORS = ("AE", "VAE", "diffusion")      # the MLPAE is only ever asked to reconstruct
-TRAIN_COMMAND = {"MLPAE": "python MLPAE_train_script.py", "AE": "python train_script.py --model AE",
-                 "VAE": "python train_script.py --model VAE", "diffusion": "python diffusion.py"}
-
-
-def checkpoint_config(name):
-    path = Path(f"models/Best_{name}.pth")
-    return load_checkpoint(path, model=name)["config"] if path.exists() else None
-
-
-def report_settings(args, names):
+def report_settings(args, kinds):
     """Data, size and label files: as given, else those of the first trained model, else the defaults."""
-    trained = [c for c in map(checkpoint_config, names) if c]
+    trained = [load_checkpoint(kind.checkpoint, model=kind.name)["config"] for kind in kinds if kind.trained()]
     first = trained[0] if trained else {}
     data = args.data or first.get("data") or resolve_source(None)
     size = args.image_size or first.get("image_size", 24)
@@ -76,45 +67,38 @@ def sample_quality(images, reference, evaluator, train_images, labels=None):
     return row
 
 
-@torch.no_grad()
-def reconstruction_quality(model, valid_images):
-    recon = model.decode(model.encode(valid_images)).clamp(0, 1)
+def reconstruction_quality(kind, model, valid_images):
+    recon = kind.api.reconstruct(model, valid_images)
     return dict(mse=torch.mean((recon - valid_images) ** 2).item(),
                 psnr=metrics.psnr(recon, valid_images).mean().item(),
                 ssim=metrics.ssim(recon, valid_images).mean().item(),
                 compression=metrics.compression_ratio(valid_images.shape[1:], model.encoding_dim))
 
 
-def generate(name, model, ckpt, n, generator, device, label_sets):
-    """n samples (and their requested labels, for a conditional model) from a trained model."""
-    if name == "diffusion":
-        import diffusion  # DPM-Solver, 20 steps; a multi-label model draws the validation split's object sets
-        return diffusion.generate_for_evaluation(model, ckpt, n, generator, device, label_sets=label_sets)
-    from random_generation import sample
-    return sample(model, n, generator, device), None
+def own_split(data, config):
+    """The report's data with the split this model was trained with (its saved split seed and fraction)."""
+    split = (config.get("split_seed", 0), config.get("valid_fraction", 0.1))
+    if split == (0, 0.1):
+        return data
+    return load_dataset(data.source, data.image_size, split[1], split[0], quiet=True,
+                        labels_file=config.get("labels_file"), objects_file=config.get("objects_file"))
 
 
-def load_model(name, size, device):
-    if name == "diffusion":
-        import diffusion
-        return diffusion.load_trained(device=device, image_size=size)
-    return load_trained(name, device=device, image_size=size)
-
-
-def model_row(name, data, reference, evaluator, n, generator, device):
-    if not Path(f"models/Best_{name}.pth").exists():
-        return dict(row=name, status="not trained yet — run " + TRAIN_COMMAND[name]), None
+def model_row(kind, data, reference, evaluator, n, seed, device):
+    if not kind.trained():
+        return dict(row=kind.name, status="not trained yet — run " + kind.train_command), None
     try:
-        model, ckpt = load_model(name, data.image_size, device)
+        model, ckpt = kind.load(device=device, image_size=data.image_size)
     except UserError as e:
-        return dict(row=name, status=str(e)), None
-    row = dict(row=name, status=f"epoch {ckpt['epoch']}")
-    x_valid = to_float(data.images[data.valid_idx]).to(device)
-    if name != "diffusion":
-        row.update(reconstruction_quality(model, x_valid))
+        return dict(row=kind.name, status=str(e)), None
+    row = dict(row=kind.name, status=f"epoch {ckpt['epoch']}")
+    if kind.reconstructs:  # on the model's own validation images: never ones it was trained on
+        mine = own_split(data, ckpt["config"])
+        row.update(reconstruction_quality(kind, model, to_float(mine.images[mine.valid_idx]).to(device)))
     samples = None
-    if name in GENERATORS:
-        samples, labels = generate(name, model, ckpt, n, generator, device, data.labels[data.valid_idx])
+    if kind.samples:  # a multi-label model draws the validation split's object sets
+        samples, labels = kind.api.evaluation_samples(model, ckpt["config"], n, seed, device,
+                                                      data.labels[data.valid_idx])
         row.update(sample_quality(samples.cpu(), reference, evaluator, to_float(data.images[data.train_idx]), labels))
     return row, samples
 
@@ -209,21 +193,19 @@ def main(argv=None):
     p.add_argument("--json", action="store_true", help="print each row as one JSON line instead of the table")
     p.add_argument("--n", type=int, default=1000, help="samples per generative model")
     p.add_argument("--retrain-evaluator", action="store_true", help="retrain the classifier even if it is stored")
-    p.add_argument("--inception", action="store_true",
-                   help="also standard Inception FID (torch-fidelity, weights must already be cached)")
     cli.add_label_flags(p)
     args = p.parse_args(argv)
     args.model = args.model or ("none" if args.samples else "all")
-    if args.model not in MODELS + ("all", "none"):
-        cli.fail(f"unknown model {args.model!r} (choose from {', '.join(MODELS)}, all or none)")
-    names = {"all": MODELS, "none": ()}.get(args.model, (args.model,))
+    if args.model not in [*GENERATORS, "all", "none"]:
+        cli.fail(f"unknown model {args.model!r} (choose from {', '.join(GENERATORS)}, all or none)")
+    kinds = {"all": list(GENERATORS.values()), "none": []}.get(args.model, [GENERATORS.get(args.model)])
     if args.n < 10:
         cli.fail("--n must be at least 10")
     for folder in args.samples:
         if not Path(folder).is_dir():
             cli.fail(f"--samples {folder}: no such folder")
     device = cli.setup(args)
-    data_source, size, labels_file, objects_file = report_settings(args, names)
+    data_source, size, labels_file, objects_file = report_settings(args, kinds)
     data = load_dataset(data_source, size, labels_file=labels_file, objects_file=objects_file, quiet=args.json)
     evaluator, evaluator_accuracy = load_or_train_evaluator(data, retrain=args.retrain_evaluator,
                                                             log=print if not args.json else lambda line: None)
@@ -233,13 +215,13 @@ def main(argv=None):
 
     rows, real = calibration_rows(data, reference, evaluator, args.n, generator)
     figure_rows, figure_labels = [real[:10]], ["real"]
-    for name in names:
-        row, samples = model_row(name, data, reference, evaluator, args.n, generator, device)
+    for kind in kinds:
+        row, samples = model_row(kind, data, reference, evaluator, args.n, args.seed, device)
         rows.append(row)
         if samples is not None:
             figure_rows.append(samples[:10].cpu())
-            figure_labels.append(name)
-        say(f"{name}: {row['status']}")
+            figure_labels.append(kind.name)
+        say(f"{kind.name}: {row['status']}")
     rows += [samples_row(folder, data, reference, evaluator) for folder in args.samples]
     if args.json:
         for row in rows:
@@ -255,10 +237,8 @@ def main(argv=None):
                              "reconstruction on the validation split; NN dist: mean L2 pixel distance to "
                              "the nearest training image",
                 "seed": args.seed, "date": str(datetime.date.today())}
-    if args.inception:
-        settings["inception FID"] = inception_note()
     print(markdown(rows, settings))
-    if not names:   # a folder scored against the ladder: the models' report files stay as they are
+    if not kinds:   # a folder scored against the ladder: the models' report files stay as they are
         return
     Path("vis").mkdir(exist_ok=True)
     Path("vis/report.md").write_text(markdown(rows, settings))
@@ -266,18 +246,6 @@ def main(argv=None):
     image_rows(figure_rows, figure_labels, f"samples per model ({data.image_size}px, seed {args.seed})",
                "vis/compare.png")
     print("wrote vis/report.md, vis/report.json, vis/compare.png")
-
-
-def inception_note():
-    """Standard Inception FID needs weights that cannot be downloaded here; say so instead of failing."""
-    try:
-        import torch_fidelity  # noqa: F401
-    except ImportError:
-        return "skipped: needs `pip install torch-fidelity` and a one-time download of its Inception weights"
-    cache = Path(torch.hub.get_dir()) / "checkpoints"
-    if not any(cache.glob("*inception*")):
-        return "skipped: torch-fidelity's Inception weights are not cached yet (a one-time download when online)"
-    return "available: run `fidelity --gpu 0 --fid --input1 DIR1 --input2 DIR2` on folders from random_generation.py --n"
 
 
 if __name__ == "__main__":

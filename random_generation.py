@@ -10,18 +10,11 @@ import torch
 from torchvision.utils import save_image
 
 from utils import cli
-from utils.data import load_training_data, to_float
-from utils.figures import image_grid, image_rows
-from utils.models import check_model_name, load_trained
-from utils.multilabel import describe, parse_label_set
+from utils.figures import image_grid
+from utils.generators import SamplingOptions, generator
+from utils.data.multilabel import describe, parse_label_set
 
-INTERPOLATION_STEPS = 8
-
-
-@torch.no_grad()
-def sample(model, n, generator, device):
-    z = torch.randn(n, model.encoding_dim, generator=generator).to(device)
-    return model.decode(z).clamp(0, 1).cpu()
+BATCH = 256   # images generated at a time for --n
 
 
 def write_pngs(images, folder, prefix, start=0):
@@ -30,154 +23,90 @@ def write_pngs(images, folder, prefix, start=0):
         save_image(image, folder / f"{prefix}_{i:05d}.png")
 
 
-def autoencoder_samples(args, device):
-    model, _ = load_trained(args.model, args.checkpoint, device, args.image_size)
-    g = torch.Generator().manual_seed(args.seed)
-    path = f"vis/random_images_{args.model}.png"
-    image_grid(sample(model, 64, g, device), f"{args.model}: 64 decodings of z ~ N(0, I) (seed {args.seed})", path)
-    print(f"wrote {path}")
-    for start in range(0, args.n, 256):
-        write_pngs(sample(model, min(256, args.n - start), g, device), Path(args.out_dir), args.model, start)
-
-
 def chosen_condition(args, config):
-    """(label, its name) from --class or --labels, or (None, None) when neither is given."""
-    import diffusion
+    """(label, its name) from --class or --labels, or None when neither is given."""
+    if not (args.class_name or args.labels):
+        return None
+    if not config.get("conditional"):
+        cli.fail(f"--class and --labels need a model trained on several classes; this {config['model']} model is "
+                 "unconditional")
     if args.labels:
         if not config.get("multi_label"):
-            cli.fail("--labels needs a diffusion model trained with --labels (object sets); use --class here")
+            cli.fail("--labels needs a model trained with --labels (object sets); use --class here")
         label = parse_label_set(args.labels, config["classes"])
         return label, describe(label, config["classes"])
-    if args.class_name:
-        return torch.tensor(diffusion.class_index(config, args.class_name)), args.class_name
-    return None, None
+    if config.get("multi_label"):
+        cli.fail("this model is conditioned on object sets: use --labels \"red cube,gray sphere\"")
+    if args.class_name not in config["classes"]:
+        cli.fail(f"unknown class {args.class_name!r} (choose from {', '.join(config['classes'])})")
+    return torch.tensor(config["classes"].index(args.class_name)), args.class_name
 
 
-def diffusion_samples(args, device):
-    import diffusion
-    model, ckpt = diffusion.load_trained(args.checkpoint or diffusion.CHECKPOINT, device, args.image_size)
-    config = ckpt["config"]
-    label, name = chosen_condition(args, config)
-    g = torch.Generator().manual_seed(args.seed)
-    draw = lambda n, labels, guidance: diffusion.sample(  # noqa: E731
-        model, config, n, labels, guidance, args.sampler, args.steps, g, device)
-    path = "vis/random_images_diffusion.png"
-    if label is not None:
-        image_grid(draw(64, label.expand(64, *label.shape), args.guidance),
-                   f"diffusion: {name} (guidance {args.guidance:g}, {args.sampler}, seed {args.seed})", path)
-    else:
-        diffusion.sample_grid(model, config, path, g, device, args.guidance, args.sampler, args.steps)
-    print(f"wrote {path}")
-    if not args.n:
-        return
+def folder_labels(config, n, condition):
+    """The labels of --n samples: the chosen condition, else every class in turn; None for no condition."""
+    if condition is not None:
+        return condition[0].expand(n, *condition[0].shape)
+    if config.get("conditional") and not config.get("multi_label"):
+        return torch.arange(n) % len(config["classes"])
+    return None
+
+
+def write_folder(kind, model, config, args, device, options, condition):
+    """--n PNGs in --out-dir: class sub-folders for class labels (sample i keeps its index whatever --n)."""
+    labels = folder_labels(config, args.n, condition)
     out = Path(args.out_dir)
-    if label is not None and config.get("multi_label"):
-        write_pngs(draw(args.n, label.expand(args.n, *label.shape), args.guidance), out, "diffusion")
-        return
-    if not config["conditional"] or config.get("multi_label"):  # no object set given: unconditional samples
-        write_pngs(draw(args.n, None, 0), out, "diffusion")
-        return
-    labels = label.expand(args.n) if label is not None else diffusion.balanced_labels(len(config["classes"]), args.n)
-    images = draw(args.n, labels, args.guidance)
-    for c, name in enumerate(config["classes"]):
-        if (labels == c).any():
-            write_pngs(images[labels == c], out / name, name)
-
-
-@torch.no_grad()
-def latent_path(model, ends, weights):
-    """Decodings of (1 - w) z_A + w z_B for the codes of the two images in `ends`."""
-    z = model.encode(ends)
-    w = weights.view(-1, *[1] * (z.dim() - 1))
-    return model.decode((1 - w) * z[:1] + w * z[1:]).clamp(0, 1)
-
-
-def autoencoder_interpolation(args, device, rows=6):
-    """Pairs of validation images, decoded along the straight line between their codes (the VAE's: the means)."""
-    model, ckpt = load_trained(args.model, args.checkpoint, device, args.image_size)
-    data = load_training_data(ckpt["config"], args.data, quiet=True)
-    rows = min(rows, len(data.valid_idx) // 2)
-    if rows < 1:
-        cli.fail("--interpolate needs at least two validation images")
-    g = torch.Generator().manual_seed(args.seed)
-    pairs = data.valid_idx[torch.randperm(len(data.valid_idx), generator=g)[:2 * rows]].view(rows, 2)
-    weights = torch.linspace(0, 1, INTERPOLATION_STEPS, device=device)
-    figure = []
-    for pair in pairs:
-        ends = to_float(data.images[pair]).to(device)
-        figure.append(torch.cat([ends[:1], latent_path(model, ends, weights), ends[1:]]).cpu())
-    columns = ["image A"] + [f"w={w:.2f}" for w in weights.tolist()] + ["image B"]
-    path = f"vis/interpolation_{args.model}.png"
-    image_rows(figure, [""] * rows, f"{args.model}: decoding (1 - w) z_A + w z_B between two validation images",
-               path, column_labels=columns)
-    return path
-
-
-def diffusion_interpolation(args, device, rows=6):
-    """Spherical paths between two starting noises, every point sampled by the deterministic sampler."""
-    import diffusion
-    if args.sampler == "ddpm":
-        cli.fail("--interpolate needs a deterministic sampler: --sampler dpm or ddim, not ddpm")
-    model, ckpt = diffusion.load_trained(args.checkpoint or diffusion.CHECKPOINT, device, args.image_size)
-    config = ckpt["config"]
-    label, name = chosen_condition(args, config)
-    if label is not None:
-        row_labels, names = label.expand(rows, *label.shape), [name] * rows
-    elif config["conditional"]:
-        row_labels, names = diffusion.row_conditions(config, rows)
-    else:
-        row_labels, names = None, [""] * rows
-    g = torch.Generator().manual_seed(args.seed)
-    size = config["image_size"]
-    ends = torch.randn(rows, 2, config["channels"], size, size, generator=g)
-    weights = torch.linspace(0, 1, INTERPOLATION_STEPS + 2)
-    noise = torch.stack([diffusion.slerp(a, b, w) for a, b in ends for w in weights])
-    labels = row_labels.repeat_interleave(len(weights), dim=0) if row_labels is not None else None
-    images = diffusion.sample(model, config, len(noise), labels, args.guidance if labels is not None else 0,
-                              args.sampler, args.steps, g, device, noise=noise)
-    path = "vis/interpolation_diffusion.png"
-    image_rows(list(images.split(len(weights))), names,
-               f"diffusion: samples from slerp(noise A, noise B, w) ({args.sampler}, {args.steps} steps)", path,
-               column_labels=[f"w={w:.2f}" for w in weights.tolist()])
-    return path
+    for start in range(0, args.n, BATCH):
+        end = min(args.n, start + BATCH)
+        chunk = labels[start:end] if labels is not None else None
+        images = kind.api.generate(model, config, end - start, chunk, args.seed, device, options, first=start)
+        if chunk is None or chunk.dim() > 1:
+            write_pngs(images, out, config["model"], start)
+            continue
+        for c, name in enumerate(config["classes"]):
+            index = torch.nonzero(labels[:end] == c).flatten()
+            mine = (chunk == c).nonzero().flatten()
+            write_pngs(images[mine], out / name, name, start=int((index < start).sum()))
 
 
 def main(argv=None):
     p = cli.parser(__doc__)
     p.add_argument("--model", required=True, help="AE, VAE or diffusion")
     p.add_argument("--n", type=int, default=0, help="also write N individual PNGs to --out-dir "
-                   "(a conditional diffusion model: class sub-folders, balanced)")
+                   "(a conditional model: class sub-folders, balanced)")
     p.add_argument("--out-dir", default=None, help="folder for the --n individual PNGs")
     p.add_argument("--checkpoint", default=None, help="default models/Best_<MODEL>.pth")
-    p.add_argument("--class", dest="class_name", default=None, help="diffusion only: sample this flower class")
+    p.add_argument("--class", dest="class_name", default=None, help="conditional models: sample this flower class")
     p.add_argument("--labels", default=None, metavar="OBJECTS",
-                   help="diffusion only, a model trained with --labels: sample this object set, e.g. \"red cube,gray sphere\"")
+                   help="a model trained with --labels: sample this object set, e.g. \"red cube,gray sphere\"")
     p.add_argument("--interpolate", action="store_true",
                    help="write vis/interpolation_<MODEL>.png instead: AE/VAE decode the straight line between the "
                         "codes of two validation images; diffusion samples along the arc between two starting noises")
-    p.add_argument("--guidance", type=float, default=2.0,
-                   help="diffusion only: classifier-free guidance weight (0 unconditional, 1 conditional)")
-    p.add_argument("--steps", type=int, default=20, help="diffusion only: steps of the dpm or ddim sampler")
-    p.add_argument("--sampler", choices=["dpm", "ddim", "ddpm"], default="dpm",
-                   help="diffusion only: deterministic DDIM, DPM-Solver++(2M) (as good in fewer steps), "
-                        "or ancestral DDPM through all T steps")
+    cli.add_sampling_flags(p, "conditional samples (diffusion)")
     args = p.parse_args(argv)
-    check_model_name(args.model, allowed=("AE", "VAE", "diffusion"))
+    kind = generator(args.model, need="samples")
     if args.n < 0 or args.steps < 1:
         cli.fail("--n must be 0 or more and --steps at least 1")
     if args.n and not args.out_dir:
         cli.fail("--n needs --out-dir (the folder for the individual PNGs)")
-    if args.model != "diffusion" and (args.class_name or args.labels):
-        cli.fail(f"--class and --labels need the diffusion model; {args.model} is not conditional")
     if args.interpolate and args.n:
         cli.fail("--interpolate writes one figure; leave out --n")
     device = cli.setup(args)
+    model, ckpt = kind.load(args.checkpoint, device, args.image_size)
+    config, options = ckpt["config"], SamplingOptions(args.guidance, args.sampler, args.steps)
+    condition = chosen_condition(args, config)
     if args.interpolate:
-        interpolate = diffusion_interpolation if args.model == "diffusion" else autoencoder_interpolation
-        print(f"wrote {interpolate(args, device)}")
+        print(f"wrote {kind.api.interpolation(model, ckpt, args.seed, device, options, condition, data=args.data)}")
         return
-    (diffusion_samples if args.model == "diffusion" else autoencoder_samples)(args, device)
+    path = f"vis/random_images_{args.model}.png"
+    if condition is not None:
+        label, name = condition
+        image_grid(kind.api.generate(model, config, 64, label.expand(64, *label.shape), args.seed, device, options),
+                   f"{args.model}: {name} (guidance {args.guidance:g}, {args.sampler}, seed {args.seed})", path)
+    else:
+        kind.api.figure(model, ckpt, path, args.seed, device, options)
+    print(f"wrote {path}")
     if args.n:
+        write_folder(kind, model, config, args, device, options, condition)
         print(f"wrote {args.n} images to {args.out_dir}/")
 
 

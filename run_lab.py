@@ -6,43 +6,47 @@ Each step is the command the handout asks for, with its output redirected into l
     python train_script.py --model AE > log/train_AE.out
     python train_script.py --model VAE > log/train_VAE.out
     python visualization.py --model MLPAE|AE|VAE
-    python random_generation.py --model AE|VAE
     python diffusion.py > log/train_diffusion.out       (Part 4: about 16 minutes of the total)
+    python random_generation.py --model AE|VAE|diffusion
 """
 import contextlib
-import diffusion
-import sys
 import time
 from pathlib import Path
 
-import MLPAE_train_script  # noqa: F401  (documents the step; it is train_script with --model MLPAE)
+import diffusion
 import random_generation
 import train_script
 import visualization
 from utils import cli
-from utils.data import resolve_source
+from utils.data.dataset import resolve_source
+from utils.generators import GENERATORS
 
+# (log, trainer, flags): the handout's training commands in its order.
 TRAINING = [
-    ("log/train_MLPAE.out", ["--model", "MLPAE"]),
+    ("log/train_MLPAE.out", train_script, ["--model", "MLPAE"]),   # = python MLPAE_train_script.py
     # Its own checkpoint, so the Adam run below is the Best_AE.pth that the figures use.
-    ("log/train_AE_SGD.out", ["--model", "AE", "--optimizer", "sgd", "--checkpoint", "models/Best_AE_SGD.pth"]),
-    ("log/train_AE.out", ["--model", "AE"]),
-    ("log/train_VAE.out", ["--model", "VAE"]),
+    ("log/train_AE_SGD.out", train_script, ["--model", "AE", "--optimizer", "sgd", "--checkpoint",
+                                            "models/Best_AE_SGD.pth"]),
+    ("log/train_AE.out", train_script, ["--model", "AE"]),
+    ("log/train_VAE.out", train_script, ["--model", "VAE"]),
+    ("log/train_diffusion.out", diffusion, []),
 ]
-DIFFUSION_LOG = "log/train_diffusion.out"
-FIGURES = [(visualization.main, ["--model", m]) for m in ("MLPAE", "AE", "VAE")] + \
-          [(random_generation.main, ["--model", m]) for m in ("AE", "VAE")]
-ARTEFACTS = ["models/Best_MLPAE.pth", "models/Best_AE.pth", "models/Best_VAE.pth",
-             *(f"vis/{split}_{m}.png" for m in ("MLPAE", "AE", "VAE") for split in ("train", "valid")),
-             "vis/random_images_AE.png", "vis/random_images_VAE.png",
-             *(log for log, _ in TRAINING),
-             "models/Best_diffusion.pth", "vis/random_images_diffusion.png", "vis/denoise_process_diffusion.png",
-             DIFFUSION_LOG]
+FIGURES = [(visualization, name) for name, kind in GENERATORS.items() if kind.reconstructs] + \
+          [(random_generation, name) for name, kind in GENERATORS.items() if kind.samples]
+ARTEFACTS = [*(kind.checkpoint for kind in GENERATORS.values()),
+             *(f"vis/{split}_{name}.png" for name, kind in GENERATORS.items() if kind.reconstructs
+               for split in ("train", "valid")),
+             *(f"vis/random_images_{name}.png" for name, kind in GENERATORS.items() if kind.samples),
+             *(log for log, _, _ in TRAINING), "vis/denoise_process_diffusion.png"]
 
 
 def best_line(log):
     lines = Path(log).read_text().strip().splitlines()
     return next((line for line in reversed(lines) if line.startswith("best")), lines[-1])
+
+
+def command(module, flags):
+    return f"python {Path(module.__file__).name} {' '.join(flags)}".strip()
 
 
 def main():
@@ -56,27 +60,23 @@ def main():
     shared += ["--data", args.data] if args.data else []
     shared += ["--threads", str(args.threads)] if args.threads else []
     size = ["--image-size", str(args.image_size)] if args.image_size else []
-    epochs = ["--epochs", "1"] if args.quick else []
-    diffusion_flags = ["--minutes", "0", "--epochs", "1", "--steps", "3", "--film-steps", "3",
-                                          "--preview-every", "0"] if args.quick \
-        else ["--minutes", str(args.diffusion_minutes)] if args.diffusion_minutes is not None else []
+    quick = {train_script: ["--epochs", "1"], diffusion: ["--minutes", "0", "--epochs", "1", "--steps", "3",
+                                                          "--film-steps", "3", "--preview-every", "0"]}
+    minutes = {diffusion: ["--minutes", str(args.diffusion_minutes)]} if args.diffusion_minutes is not None else {}
+    options = quick if args.quick else minutes
     print(f"data: {resolve_source(args.data)}" + ("  (built-in synthetic flowers: ./flowers not found)"
                                                    if resolve_source(args.data) == "synthetic" else ""))
     Path("log").mkdir(exist_ok=True)
     start = time.perf_counter()
-    for log, flags in TRAINING:
-        print(f"[{time.perf_counter() - start:5.0f}s] python train_script.py {' '.join(flags)} > {log}", flush=True)
+    for log, trainer, flags in TRAINING:
+        print(f"[{time.perf_counter() - start:5.0f}s] {command(trainer, flags)} > {log}", flush=True)
         with open(log, "w") as out, contextlib.redirect_stdout(out):
-            train_script.main(flags + shared + size + epochs)
+            trainer.main(flags + shared + size + options.get(trainer, []))
         print("          " + best_line(log), flush=True)
-    print(f"[{time.perf_counter() - start:5.0f}s] python diffusion.py > {DIFFUSION_LOG}", flush=True)
-    with open(DIFFUSION_LOG, "w") as out, contextlib.redirect_stdout(out):
-        diffusion.main(diffusion_flags + shared + size)
-    print("          " + best_line(DIFFUSION_LOG), flush=True)
-    for script, flags in FIGURES:
-        print(f"[{time.perf_counter() - start:5.0f}s] python {Path(script.__code__.co_filename).name} {' '.join(flags)}",
-              flush=True)
-        script(flags + shared)
+    for script, name in FIGURES:
+        flags = ["--model", name] + (["--steps", "3"] if args.quick and script is random_generation else [])
+        print(f"[{time.perf_counter() - start:5.0f}s] {command(script, flags)}", flush=True)
+        script.main(flags + shared)
     print(f"\ndone in {time.perf_counter() - start:.0f}s; the submission files:")
     for path in ARTEFACTS:
         print(f"  {'ok     ' if Path(path).exists() else 'MISSING'} {path}")

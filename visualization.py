@@ -2,9 +2,9 @@
 import torch
 
 from utils import cli
-from utils.data import load_training_data, to_float
+from utils.data.dataset import load_training_data, to_float
 from utils.figures import image_rows
-from utils.models import check_model_name, load_trained
+from utils.generators import generator
 
 
 def main(argv=None):
@@ -13,20 +13,18 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=10, help="images per split")
     p.add_argument("--checkpoint", default=None, help="default models/Best_<MODEL>.pth")
     args = p.parse_args(argv)
-    check_model_name(args.model)
+    kind = generator(args.model, need="reconstructs")
     if args.n < 1:
         cli.fail(f"--n must be at least 1, got {args.n}")
     device = cli.setup(args)
-    model, ckpt = load_trained(args.model, args.checkpoint, device, args.image_size)
-    config = ckpt["config"]
+    model, ckpt = kind.load(args.checkpoint, device, args.image_size)
     # The checkpoint knows its data, size and split: the figure shows exactly the images it was trained on.
-    data = load_training_data(config, args.data)
+    data = load_training_data(ckpt["config"], args.data)
     g = torch.Generator().manual_seed(args.seed)
     for split, idx in (("train", data.train_idx), ("valid", data.valid_idx)):
         chosen = idx[torch.randperm(len(idx), generator=g)[:args.n]]
         originals = to_float(data.images[chosen]).to(device)
-        with torch.no_grad():
-            recon = model.decode(model.encode(originals))
+        recon = kind.api.reconstruct(model, originals)
         mse = torch.mean((recon - originals) ** 2).item()
         path = f"vis/{split}_{args.model}.png"
         image_rows([originals, recon], ["original", "reconstruction"],

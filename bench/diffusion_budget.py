@@ -28,10 +28,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import diffusion  # noqa: E402
+from utils.generators import GENERATORS  # noqa: E402
 import evaluate  # noqa: E402
-import utils.data  # noqa: E402
-from utils.data import load_dataset, to_float  # noqa: E402
-from utils.evaluator import load_or_train_evaluator, predict  # noqa: E402
+import utils.data.images  # noqa: E402
+from utils.data.dataset import load_dataset, to_float  # noqa: E402
+from utils.evaluation.evaluator import load_or_train_evaluator, predict  # noqa: E402
 
 # name -> (diffusion.py flags, label)
 OURS = {
@@ -47,7 +48,7 @@ def train_ours(flags, data_dir, minutes, seed):
     with contextlib.redirect_stdout(log):
         diffusion.main(flags + ["--data", data_dir, "--minutes", str(minutes), "--seed", str(seed),
                                 "--preview-every", "0", "--checkpoint", "models/Best_diffusion.pth"])
-    model, ckpt = diffusion.load_trained("models/Best_diffusion.pth")
+    model, ckpt = GENERATORS["diffusion"].load("models/Best_diffusion.pth")
     history = ckpt["history"]
     return (model, ckpt), len(history), sum(h["images_per_s"] for h in history) / len(history)
 
@@ -55,8 +56,7 @@ def train_ours(flags, data_dir, minutes, seed):
 def sample_ours(trained, n, guidance, sampler, steps, seed):
     model, ckpt = trained
     labels = diffusion.balanced_labels(len(ckpt["config"]["classes"]), n)
-    g = torch.Generator().manual_seed(seed)
-    return diffusion.sample(model, ckpt["config"], n, labels, guidance, sampler, steps, g), labels
+    return diffusion.sample(model, ckpt["config"], n, labels, guidance, sampler, steps, seed), labels
 
 
 class ReferenceModel(torch.nn.Module):
@@ -133,7 +133,7 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(os.cpu_count())
     data_dir = str(Path(args.data).resolve())
-    utils.data.CACHE_DIR = Path.cwd() / utils.data.CACHE_DIR
+    utils.data.images.CACHE_DIR = Path.cwd() / utils.data.images.CACHE_DIR
     data = load_dataset(data_dir, 24, quiet=True)
     evaluator, accuracy = load_or_train_evaluator(data, path=str(Path.cwd() / "models/Evaluator.pth"))
     train = to_float(data.images[data.train_idx])
@@ -170,11 +170,9 @@ def main():
                   f"{images_per_s:.0f} | {per_64:.1f} | {q['fd']:.2f} | {q['kid']:.4f} | "
                   f"{q['precision']:.3f} | {q['recall']:.3f} | {q['class_accuracy']:.1%} |", flush=True)
         if vae_path.exists():
-            from random_generation import sample
-            from utils.models import load_trained
             os.chdir(ROOT)
-            vae, ckpt = load_trained("VAE", str(vae_path))
-            vae_samples = sample(vae, args.n, torch.Generator().manual_seed(args.seed), "cpu")
+            vae, ckpt = GENERATORS["VAE"].load(str(vae_path))
+            vae_samples = GENERATORS["VAE"].api.generate(vae, ckpt["config"], args.n, seed=args.seed)
             q = evaluate.sample_quality(vae_samples, reference_feats, evaluator, train)
             print(f"| VAE (models/Best_VAE.pth, epoch {ckpt['epoch']}) | — | decoder | 1 | — | {ckpt['epoch']} | — | — | "
                   f"{q['fd']:.2f} | {q['kid']:.4f} | {q['precision']:.3f} | {q['recall']:.3f} | — |")

@@ -18,9 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import diffusion  # noqa: E402
+from utils.generators import GENERATORS  # noqa: E402
 import evaluate  # noqa: E402
-from utils.data import load_dataset, to_float  # noqa: E402
-from utils.evaluator import load_or_train_evaluator, predict  # noqa: E402
+from utils.data.dataset import load_dataset, to_float  # noqa: E402
+from utils.evaluation.evaluator import load_or_train_evaluator, predict  # noqa: E402
 
 SETTINGS = [("ddpm", 1000), ("ddim", 50), ("ddim", 25), ("dpm", 20), ("dpm", 10)]
 
@@ -33,7 +34,7 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.set_num_threads(os.cpu_count())
-    model, ckpt = diffusion.load_trained()
+    model, ckpt = GENERATORS["diffusion"].load()
     config = ckpt["config"]
     data = load_dataset(config["data"], config["image_size"], quiet=True)
     evaluator, _ = load_or_train_evaluator(data)
@@ -46,7 +47,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|")
     for sampler, steps in SETTINGS:
         draw = lambda n, lab: diffusion.sample(model, config, n, lab, args.guidance, sampler, steps,  # noqa: E731
-                                               torch.Generator().manual_seed(args.seed))
+                                               args.seed)
         t0 = time.perf_counter()
         samples = draw(args.n, labels)
         seconds_per_64 = (time.perf_counter() - t0) * 64 / args.n

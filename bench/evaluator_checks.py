@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import evaluate  # noqa: E402
-from utils.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from utils.data import load_dataset, to_float  # noqa: E402
-from utils.evaluator import load_or_train_evaluator, predict  # noqa: E402
+from utils.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from utils.data.dataset import load_dataset, to_float  # noqa: E402
+from utils.evaluation.evaluator import load_or_train_evaluator, predict  # noqa: E402
 
 SNAPSHOT_MINUTES = (1, 3, 15)
 N_SAMPLES = 1000

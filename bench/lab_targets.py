@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import train_script  # noqa: E402
-import utils.data  # noqa: E402
+import utils.data.images  # noqa: E402
 
 # (name, flags, target text, epoch limit, test on the last epoch's losses)
 TARGETS = [
@@ -59,7 +59,7 @@ def main():
     p.add_argument("--only", nargs="*", help="run only these rows (MLPAE, AE_SGD, AE, VAE)")
     args = p.parse_args()
     data = str(Path(args.data).resolve())
-    utils.data.CACHE_DIR = Path.cwd() / utils.data.CACHE_DIR  # keep the cache while running in a temp folder
+    utils.data.images.CACHE_DIR = Path.cwd() / utils.data.images.CACHE_DIR  # keep the cache while running in a temp folder
     print(f"# lab targets on {args.data} at {args.image_size}px — {datetime.date.today()}, "
           f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"| run | target | epoch | wall s | img/s | train | valid | met |")

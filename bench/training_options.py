@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 import train_script  # noqa: E402
-import utils.data  # noqa: E402
+import utils.data.images  # noqa: E402
 
 
 def run(flags):
@@ -46,7 +46,7 @@ def main():
     p.add_argument("--out", default=str(ROOT / "docs/training_options.png"))
     args = p.parse_args()
     out = Path(args.out).resolve()
-    utils.data.CACHE_DIR = Path.cwd() / utils.data.CACHE_DIR  # keep the decoded-image cache while in a temp folder
+    utils.data.images.CACHE_DIR = Path.cwd() / utils.data.images.CACHE_DIR  # keep the decoded-image cache while in a temp folder
     base = ["--model", "AE", "--data", str(Path(args.data).resolve()), "--seed", str(args.seed), "--patience", "0"]
     half = args.epochs // 2
     runs = {}

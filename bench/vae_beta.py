@@ -21,11 +21,10 @@ import torch  # noqa: E402
 
 import evaluate  # noqa: E402
 import train_script  # noqa: E402
-import utils.data  # noqa: E402
-from random_generation import sample  # noqa: E402
-from utils.data import load_dataset, to_float  # noqa: E402
-from utils.evaluator import load_or_train_evaluator, predict  # noqa: E402
-from utils.models import load_trained  # noqa: E402
+import utils.data.images  # noqa: E402
+from utils.data.dataset import load_dataset, to_float  # noqa: E402
+from utils.evaluation.evaluator import load_or_train_evaluator, predict  # noqa: E402
+from utils.generators import GENERATORS  # noqa: E402
 
 SETTINGS = [("1", "0"), ("1", "5"), ("0.5", "0"), ("0.5", "5"), ("2", "0")]
 
@@ -36,7 +35,7 @@ def main():
     p.add_argument("--n", type=int, default=1000)
     args = p.parse_args()
     data_dir = str(Path(args.data).resolve())
-    utils.data.CACHE_DIR = Path.cwd() / utils.data.CACHE_DIR
+    utils.data.images.CACHE_DIR = Path.cwd() / utils.data.images.CACHE_DIR
     data = load_dataset(data_dir, 24, quiet=True)
     evaluator, _ = load_or_train_evaluator(data, path=str(Path.cwd() / "models/Evaluator.pth"))
     train = to_float(data.images[data.train_idx])
@@ -52,8 +51,8 @@ def main():
                 history = train_script.train(train_script.get_args(
                     ["--model", "VAE", "--data", data_dir, "--beta", beta, "--kl-warmup", warmup]))
             seconds = time.perf_counter() - start
-            model, ckpt = load_trained("VAE")
-            samples = sample(model, args.n, torch.Generator().manual_seed(0), "cpu")
+            model, ckpt = GENERATORS["VAE"].load()
+            samples = GENERATORS["VAE"].api.generate(model, ckpt["config"], args.n, seed=0)
             q = evaluate.sample_quality(samples, reference, evaluator, train)
             print(f"| {beta} | {warmup} | {len(history)} | {seconds:.0f} | {ckpt['valid_loss']:.1f} | {q['fd']:.2f} | "
                   f"{q['kid']:.4f} | {q['precision']:.3f} | {q['recall']:.3f} |", flush=True)

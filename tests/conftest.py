@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tiny_flowers(tmp_path_factory):
     """A folder of 3 classes x 10 synthetic flower PNGs at 24 px: real files through the real loader."""
-    from utils.synthetic import synthetic_flowers
+    from utils.data.synthetic import synthetic_flowers
     root = tmp_path_factory.mktemp("tiny_flowers")
     images, labels, classes = synthetic_flowers(n_per_class=10, image_size=24, seed=1)
     for i, (image, label) in enumerate(zip(images, labels)):

@@ -3,9 +3,9 @@ import pytest
 import torch
 from PIL import Image
 
-import utils.data as data_module
+import utils.data.dataset as data_module
 from conftest import run_script
-from utils.data import list_images, load_dataset, load_folder, stratified_split
+from utils.data.dataset import list_images, load_dataset, load_folder, stratified_split
 from utils.errors import UserError
 
 

@@ -18,10 +18,10 @@ import diffusion
 import evaluate
 import random_generation
 import train_script
-import utils.evaluator as evaluator_module
+import utils.evaluation.evaluator as evaluator_module
 import visualization
 from utils import cli
-from utils.data import load_dataset
+from utils.data.dataset import load_dataset
 from utils.errors import UserError
 
 RAW = "data/mnist/MNIST/raw"
@@ -123,7 +123,7 @@ def test_autoencoder_and_report_on_one_channel(fake_mnist, monkeypatch, capsys):
 def test_diffusion_on_one_channel(fake_mnist):
     diffusion.main(["--data", "mnist", "--minutes", "0", "--epochs", "1", "--steps", "2", "--film-steps", "2",
                     "--base", "8", "--threads", "1", "--batch-size", "32"])
-    model, ckpt = diffusion.load_trained()
+    model, ckpt = diffusion.load()
     assert ckpt["config"]["channels"] == 1 and model.stem.in_channels == model.head[-1].out_channels == 1
     assert ckpt["config"]["classes"] == [str(d) for d in range(10)]
     assert is_gray(fake_mnist / "vis/random_images_diffusion.png")

@@ -6,7 +6,8 @@ import diffusion
 import random_generation
 from diffusion import Diffuser, diffusion_loss_fn, eps_and_x0, guided_denoiser, make_betas, q_sample
 from utils.errors import UserError
-from utils.sampling import ddim_sample, ddpm_sample, dpm_solver_sample
+from utils.sampling.objectives import OBJECTIVES
+from utils.sampling.samplers import SAMPLERS, timesteps_for
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
@@ -50,7 +51,7 @@ class Oracle(torch.nn.Module):
     def forward(self, x, t, labels=None):
         ab = self.alpha_bar[t].view(-1, 1, 1, 1)
         eps = (x - ab.sqrt() * self.x0) / (1 - ab).sqrt()
-        return eps if self.objective == "eps" else ab.sqrt() * eps - (1 - ab).sqrt() * self.x0
+        return OBJECTIVES[self.objective].target(self.x0, eps, ab)
 
 
 def test_loss_on_known_tensors():
@@ -75,38 +76,56 @@ def test_loss_on_known_tensors():
             assert exact.item() < 1e-8
 
 
-@pytest.mark.parametrize("objective", ["eps", "v"])
+def draw_with(sampler, denoise, alpha_bar, shape, steps, seed=0, trace=None):
+    g = torch.Generator().manual_seed(seed)
+    return sampler(denoise, torch.randn(shape, generator=g), alpha_bar, steps,
+                   lambda size: torch.randn(size, generator=g), trace)
+
+
+@pytest.mark.parametrize("objective", ["eps", "v", "x0"])
 def test_samplers_recover_the_single_training_image(objective):
-    betas = make_betas("cosine", 200)
-    alpha_bar = torch.cumprod(1 - betas, 0)
+    alpha_bar = torch.cumprod(1 - make_betas("cosine", 200), 0)
     x0 = torch.rand(1, 3, 4, 4) * 1.6 - 0.8
     oracle = Oracle(x0, alpha_bar, objective)
     denoise = lambda x, t: eps_and_x0(oracle(x, torch.full((len(x),), t)), x, alpha_bar[t], objective)  # noqa: E731
-    for x in (ddim_sample(denoise, (2, 3, 4, 4), alpha_bar, 10, torch.Generator().manual_seed(0)),
-              ddpm_sample(denoise, (2, 3, 4, 4), betas, torch.Generator().manual_seed(0)),
-              dpm_solver_sample(denoise, (2, 3, 4, 4), alpha_bar, 10, torch.Generator().manual_seed(0))):
-        assert torch.allclose(x, x0.expand(2, -1, -1, -1), atol=1e-3)
+    for sampler in SAMPLERS.values():
+        assert torch.allclose(draw_with(sampler, denoise, alpha_bar, (2, 3, 4, 4), 10), x0.expand(2, -1, -1, -1),
+                              atol=1e-3)
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm"])
-def test_sampler_marginals_match_the_forward_process(sampler):
-    """Given the exact clean image, every sampler's x_t must follow q(x_t | x0) = N(sqrt(ab) x0, 1 - ab) mid-way."""
-    betas = make_betas("cosine", 200)
-    alpha_bar = torch.cumprod(1 - betas, 0)
-    x0 = torch.full((1, 1, 1, 1), 0.4)
-    oracle = Oracle(x0, alpha_bar, "eps")
-    denoise = lambda x, t: eps_and_x0(oracle(x, torch.full((len(x),), t)), x, alpha_bar[t], "eps")  # noqa: E731
-    seen = {}
-    trace = lambda t, x: seen.setdefault("x", (t, x.clone())) if t <= 100 else None  # noqa: E731
-    g = torch.Generator().manual_seed(0)
-    shape = (20000, 1, 1, 1)
-    if sampler == "ddpm":
-        ddpm_sample(denoise, shape, betas, g, trace=trace)
-    else:
-        (ddim_sample if sampler == "ddim" else dpm_solver_sample)(denoise, shape, alpha_bar, 20, g, trace=trace)
-    t, x = seen["x"]
-    assert x.mean().item() == pytest.approx(0.4 * alpha_bar[t].sqrt().item(), abs=0.02)
-    assert x.var().item() == pytest.approx(1 - alpha_bar[t].item(), rel=0.05)
+def gaussian_denoiser(alpha_bar, mu, sigma):
+    """The exact denoiser of data N(mu, sigma^2 I): x0's posterior mean given x_t, in closed form."""
+    def denoise(x, t):
+        ab = alpha_bar[t]
+        x0 = mu + ab.sqrt() * sigma ** 2 / (ab * sigma ** 2 + 1 - ab) * (x - ab.sqrt() * mu)
+        return (x - ab.sqrt() * x0) / (1 - ab).sqrt(), x0
+    return denoise
+
+
+def flipped_ddim(denoise, x, alpha_bar, steps=50, fresh_noise=None, trace=None):
+    """DDIM with one sign wrong: the test below must catch it."""
+    timesteps = timesteps_for(len(alpha_bar), steps)
+    for i, t in enumerate(timesteps):
+        eps, x0 = denoise(x, t)
+        ab_next = alpha_bar[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(1.0)
+        x = ab_next.sqrt() * x0 - (1 - ab_next).sqrt() * eps
+    return x
+
+
+def reproduces_the_data(sampler, steps):
+    alpha_bar = torch.cumprod(1 - make_betas("cosine", 1000), 0)
+    mu, sigma = 0.3, 0.5
+    x = draw_with(sampler, gaussian_denoiser(alpha_bar, mu, sigma), alpha_bar, (20000, 1, 1, 1), steps)
+    return abs(x.mean().item() - mu) < 0.02 and abs(x.std().item() / sigma - 1) < 0.03
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ddim", "dpm"])
+def test_samplers_reproduce_gaussian_data_with_its_exact_denoiser(name):
+    assert reproduces_the_data(SAMPLERS[name], 100)   # the ODE samplers' step error: about 1 % of sigma at 100
+
+
+def test_a_wrong_sign_in_ddim_fails_the_gaussian_test():
+    assert reproduces_the_data(SAMPLERS["ddim"], 100) and not reproduces_the_data(flipped_ddim, 100)
 
 
 def test_dpm_solver_and_ddim_solve_the_same_ode():
@@ -115,19 +134,53 @@ def test_dpm_solver_and_ddim_solve_the_same_ode():
     torch.nn.init.normal_(model.head[-1].weight, std=0.05)
     alpha_bar = torch.cumprod(1 - make_betas("cosine", 1000), 0)
     denoise = guided_denoiser(model, alpha_bar, "v")
-    draw = lambda sampler, steps: sampler(denoise, (2, 3, 8, 8), alpha_bar, steps,  # noqa: E731
-                                          torch.Generator().manual_seed(0))
-    fine = draw(ddim_sample, 500)
-    assert (draw(dpm_solver_sample, 500) - fine).abs().max() < 0.02
+    draw = lambda name, steps: draw_with(SAMPLERS[name], denoise, alpha_bar, (2, 3, 8, 8), steps)  # noqa: E731
+    fine = draw("ddim", 500)
+    assert (draw("dpm", 500) - fine).abs().max() < 0.02
     # Second order: at 10 steps the solver is closer to the converged answer than DDIM.
-    assert (draw(dpm_solver_sample, 10) - fine).abs().mean() < (draw(ddim_sample, 10) - fine).abs().mean()
+    assert (draw("dpm", 10) - fine).abs().mean() < (draw("ddim", 10) - fine).abs().mean()
+
+
+def test_min_snr_weights_by_hand():
+    # gamma = 5 at SNR 1, 5 and 20: eps min(snr, 5)/snr, v min(snr, 5)/(snr + 1), x0 min(snr, 5)
+    snr = torch.tensor([1.0, 5.0, 20.0])
+    assert OBJECTIVES["eps"].snr_weight(snr, 5).tolist() == pytest.approx([1.0, 1.0, 0.25])
+    assert OBJECTIVES["v"].snr_weight(snr, 5).tolist() == pytest.approx([0.5, 5 / 6, 5 / 21])
+    assert OBJECTIVES["x0"].snr_weight(snr, 5).tolist() == pytest.approx([1.0, 5.0, 5.0])
+
+
+def test_a_new_objective_plugs_in_without_edits(monkeypatch):
+    class Halved:
+        """Predicts x0 / 2: nothing else in the code base knows it."""
+        def target(self, x0, eps, ab):
+            return x0 / 2
+
+        def eps_and_x0(self, output, x_t, ab):
+            x0 = 2 * output
+            return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt(), x0
+
+        def snr_weight(self, snr, gamma):
+            return snr.clamp(max=gamma)
+
+    monkeypatch.setitem(OBJECTIVES, "halved", Halved())
+    alpha_bar = torch.cumprod(1 - make_betas("cosine", 50), 0)
+    x0 = torch.rand(1, 3, 4, 4) * 1.6 - 0.8
+
+    class Knows(torch.nn.Module):
+        num_classes = 0
+
+        def forward(self, x, t, labels=None):
+            return (x0 / 2).expand(len(x), -1, -1, -1)
+    assert diffusion_loss_fn(Knows(), x0, None, alpha_bar, objective="halved").item() < 1e-12
+    config = dict(schedule="cosine", timesteps=50, objective="halved", channels=3, image_size=4)
+    images = diffusion.sample(Knows(), config, 3, None, 0, "dpm", 5, seed=0)
+    assert torch.allclose(images, ((x0 + 1) / 2).expand(3, -1, -1, -1), atol=1e-5)
 
 
 def test_sampler_is_deterministic_for_a_seed():
     model = Diffuser(8, 3, num_classes=2, base=8, mults=(1, 2)).eval()
     config = dict(schedule="cosine", timesteps=50, objective="v", channels=3, image_size=8)
-    draw = lambda seed: diffusion.sample(model, config, 3, torch.tensor([0, 1, 0]), 2.0, "ddim", 5,  # noqa: E731
-                                         torch.Generator().manual_seed(seed))
+    draw = lambda seed: diffusion.sample(model, config, 3, torch.tensor([0, 1, 0]), 2.0, "ddim", 5, seed)  # noqa: E731
     assert torch.equal(draw(1), draw(1)) and not torch.equal(draw(1), draw(2))
 
 
@@ -151,7 +204,7 @@ def test_overfitting_eight_images_drives_the_loss_down():
     torch.manual_seed(0)
     model = Diffuser(16, 3, num_classes=0, base=16, mults=(1, 2))
     alpha_bar = torch.cumprod(1 - make_betas("cosine"), 0)
-    from utils.synthetic import synthetic_flowers
+    from utils.data.synthetic import synthetic_flowers
     x0 = synthetic_flowers(n_per_class=3, image_size=16)[0][:8].float() / 127.5 - 1
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 
@@ -181,7 +234,7 @@ def test_train_command_and_checkpoint(tiny_flowers, workdir, capsys):
         assert (workdir / path).exists(), path
     out = capsys.readouterr().out
     assert "img/s" in out and "ETA" in out and "conditional on 3 classes" in out
-    model, ckpt = diffusion.load_trained()
+    model, ckpt = diffusion.load()
     assert ckpt["config"]["classes"] == ["astilbe", "bellflower", "calendula"] and ckpt["config"]["base"] == 8
     saved = torch.load("models/Best_diffusion.pth", weights_only=True)
     assert all(torch.equal(model.state_dict()[k], saved["ema"][k]) for k in saved["ema"])
@@ -216,4 +269,4 @@ def test_non_diffusion_checkpoint_is_refused(tiny_flowers, workdir):
     import train_script
     train_script.main(["--model", "AE", "--data", str(tiny_flowers), "--epochs", "1", "--threads", "1"])
     with pytest.raises(UserError, match="is a checkpoint of AE, not diffusion"):
-        diffusion.load_trained("models/Best_AE.pth")
+        diffusion.load(checkpoint="models/Best_AE.pth")

@@ -7,8 +7,8 @@ import torch
 
 import train_script
 from conftest import ROOT
-from utils import distributed
-from utils.train import training_batches
+from utils.training import distributed
+from utils.training.train import training_batches
 
 
 def torchrun(script, *flags, cwd):

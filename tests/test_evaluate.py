@@ -6,9 +6,9 @@ import torch
 
 import evaluate
 import train_script
-import utils.evaluator as evaluator_module
-from utils.data import load_dataset
-from utils.evaluator import accuracy, augment, load_or_train_evaluator, train_classifier
+import utils.evaluation.evaluator as evaluator_module
+from utils.data.dataset import load_dataset
+from utils.evaluation.evaluator import accuracy, augment, load_or_train_evaluator, train_classifier
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import evaluate
-import utils.evaluator as evaluator_module
+import utils.evaluation.evaluator as evaluator_module
 from bench import evaluator_checks
-from utils.data import load_dataset, to_float
-from utils.evaluator import load_or_train_evaluator, predict
+from utils.data.dataset import load_dataset, to_float
+from utils.evaluation.evaluator import load_or_train_evaluator, predict
 
 
 @pytest.fixture

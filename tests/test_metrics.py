@@ -1,4 +1,4 @@
-"""Checks of utils/metrics.py against closed forms and toy cases with known answers."""
+"""Checks of utils/evaluation/metrics.py against closed forms and toy cases with known answers."""
 import math
 import sys
 from pathlib import Path
@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also works as plain `pytest`
 
-from utils.metrics import (compression_ratio, frechet_distance, kernel_inception_distance,  # noqa: E402
+from utils.evaluation.metrics import (compression_ratio, frechet_distance, kernel_inception_distance,  # noqa: E402
                            nearest_neighbour_distance, precision_recall, psnr, ssim)
 
 

@@ -8,10 +8,10 @@ import diffusion
 import evaluate
 import random_generation
 from diffusion import Diffuser, diffusion_loss_fn, guided_denoiser, make_betas
-from utils.data import load_dataset
+from utils.data.dataset import load_dataset
 from utils.errors import UserError
-from utils.multilabel import label_set_scores, parse_label_set, read_labels
-from utils.shapes import OBJECTS, write_shapes_folder
+from utils.data.multilabel import label_set_scores, parse_label_set, read_labels
+from utils.data.shapes import OBJECTS, write_shapes_folder
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory):
@@ -74,7 +74,7 @@ def test_guidance_drops_the_whole_object_set():
 def test_multi_label_commands(shapes, workdir):
     diffusion.main(["--data", str(shapes), "--labels", str(shapes / "labels.json"), "--minutes", "0",
                     "--epochs", "1", "--steps", "2", "--film-steps", "2", "--base", "8", "--threads", "1"])
-    _, ckpt = diffusion.load_trained()
+    _, ckpt = diffusion.load()
     assert ckpt["config"]["multi_label"] and ckpt["config"]["classes"] == OBJECTS
     assert (workdir / "vis/random_images_diffusion.png").exists()
     random_generation.main(["--model", "diffusion", "--labels", "red square,blue triangle", "--steps", "2",

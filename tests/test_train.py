@@ -3,10 +3,10 @@ import pytest
 import torch
 from torch import nn
 
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.training.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
 from utils.models import build_model, loss_fn_for, training_defaults
-from utils.train import EarlyStopping, fit, make_optimizer
+from utils.training.train import EarlyStopping, Recipe, Run, fit, make_optimizer
 
 
 def test_early_stopping_sequence():
@@ -40,10 +40,11 @@ def test_fit_keeps_best_and_stops_early(tmp_path):
     model = Scripted()
     path = tmp_path / "best.pth"
     losses = [5.0, 3.0, 4.0, 2.0, 2.5, 2.6, 2.7, 1.0]
-    history, _ = fit(model, scripted_loss(losses), torch.zeros(4, 3, 2, 2, dtype=torch.uint8),
-                     torch.zeros(2, 3, 2, 2, dtype=torch.uint8), optimizer=make_optimizer("sgd", model.parameters(), 0.1),
-                     epochs=8, batch_size=2, device="cpu", checkpoint_path=path, config={"model": "test"},
-                     early_stopping=EarlyStopping(patience=3), log=lambda s: None)
+    recipe = Recipe(make_optimizer("sgd", model.parameters(), 0.1), epochs=8, batch_size=2,
+                    early_stopping=EarlyStopping(patience=3))
+    history, _ = fit(model, scripted_loss(losses), (torch.zeros(4, 3, 2, 2, dtype=torch.uint8), None),
+                     (torch.zeros(2, 3, 2, 2, dtype=torch.uint8), None), recipe,
+                     Run(path, {"model": "test"}, log=lambda s: None))
     assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5, 6, 7]   # epoch 8's 1.0 is never reached
     saved = torch.load(path, weights_only=True)
     assert saved["epoch"] == 4 and saved["valid_loss"] == 2.0 and saved["model"]["w"].item() == 4
@@ -52,14 +53,14 @@ def test_fit_keeps_best_and_stops_early(tmp_path):
 @pytest.mark.parametrize("name", ["MLPAE", "AE", "VAE"])
 def test_training_lowers_the_loss(name, tmp_path):
     torch.manual_seed(0)
-    from utils.synthetic import synthetic_flowers
+    from utils.data.synthetic import synthetic_flowers
     images, _, _ = synthetic_flowers(n_per_class=16, image_size=16)
     config = dict(model=name, image_size=16, channels=3, encoding_dim=8, recon="mse", beta=1.0, kl_warmup=0)
     model = build_model(config)
     d = training_defaults(name)
-    history, _ = fit(model, loss_fn_for(config), images, images[:8],
-                     optimizer=make_optimizer("adam", model.parameters(), d["lr"]), epochs=4, batch_size=8,
-                     device="cpu", checkpoint_path=tmp_path / "m.pth", config=config, log=lambda s: None)
+    recipe = Recipe(make_optimizer("adam", model.parameters(), d["lr"]), epochs=4, batch_size=8)
+    history, _ = fit(model, loss_fn_for(config), (images, None), (images[:8], None), recipe,
+                     Run(tmp_path / "m.pth", config, log=lambda s: None))
     assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]
 
 

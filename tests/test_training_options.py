@@ -7,8 +7,8 @@ import torch
 import data_analysis
 import diffusion
 import train_script
-from utils import evaluator
-from utils.augment import augment
+from utils.evaluation import evaluator
+from utils.data.augment import augment
 
 
 def test_augment_keeps_shape_and_range_and_follows_the_generator():

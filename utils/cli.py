@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import torch
 
-from utils import distributed
+from utils.training import distributed
 from utils.errors import UserError
 
 
@@ -59,6 +59,16 @@ def add_training_flags(p):
     p.add_argument("--compile", action="store_true",
                    help="run the training step through torch.compile (off by default everywhere: compiling "
                         "takes a minute and, on the CPU, a C compiler)")
+
+
+def add_sampling_flags(p, what):
+    """--guidance, --sampler and --steps: how a diffusion model draws its samples."""
+    p.add_argument("--guidance", type=float, default=2.0,
+                   help=f"classifier-free guidance weight of {what} (0 unconditional, 1 conditional, more is sharper)")
+    p.add_argument("--sampler", choices=["dpm", "ddim", "ddpm"], default="dpm",
+                   help="deterministic DPM-Solver++(2M) (as good as DDIM in fewer steps) or DDIM, or ancestral DDPM "
+                        "through all T steps")
+    p.add_argument("--steps", type=int, default=20, help="steps of the dpm or ddim sampler")
 
 
 def precision_for(flag, device):

@@ -1,11 +1,16 @@
 """The registry of models: --model NAME -> class, loss and default hyper-parameters. Names are resolved only here."""
-from torch import nn
+import torch
 import torch.nn.functional as F
+from torch import nn
 
 from Autoencoder import Autoencoder
 from MLPAutoencoder import MLPAutoencoder
 from VarAutoencoder import VarAutoencoder, VAE_loss_function
+from utils.training.checkpoint import default_checkpoint, load_checkpoint
+from utils.data.dataset import load_training_data, to_float
 from utils.errors import UserError
+from utils.figures import image_grid, image_rows
+from utils.sampling.samplers import per_sample_noise, sample_generators
 
 MODEL_CLASSES = {"MLPAE": MLPAutoencoder, "AE": Autoencoder, "VAE": VarAutoencoder}
 
@@ -29,11 +34,6 @@ def training_defaults(model, optimizer=None):
     return dict(base, optimizer=optimizer)
 
 
-def check_model_name(name, allowed=tuple(MODEL_CLASSES)):
-    if name not in allowed:
-        raise UserError(f"unknown model {name!r} (choose from {', '.join(allowed)})")
-
-
 def he_init(module):
     """He (Kaiming) normal weights and zero biases for the ReLU layers.
 
@@ -47,7 +47,8 @@ def he_init(module):
 
 def build_model(config):
     """A fresh model from a configuration (a checkpoint's, or a new run's)."""
-    check_model_name(config["model"])
+    if config["model"] not in MODEL_CLASSES:
+        raise UserError(f"unknown model {config['model']!r} (choose from {', '.join(MODEL_CLASSES)})")
     cls = MODEL_CLASSES[config["model"]]
     model = cls(image_size=config["image_size"], channels=config["channels"], encoding_dim=config["encoding_dim"])
     model.apply(he_init)
@@ -80,11 +81,63 @@ def loss_fn_for(config):
     return vae_loss
 
 
-def load_trained(model_name, checkpoint=None, device="cpu", image_size=None):
+# ---------------------------------------------------------------- the generator interface (utils/generators.py)
+
+def load(name, checkpoint=None, device="cpu", image_size=None):
     """The best saved model of this name, rebuilt from its checkpoint alone, in eval mode."""
-    from utils.checkpoint import load_checkpoint
-    path = checkpoint or f"models/Best_{model_name}.pth"
-    ckpt = load_checkpoint(path, model=model_name, image_size=image_size)
+    ckpt = load_checkpoint(checkpoint or default_checkpoint(name), model=name, image_size=image_size)
     model = build_model(ckpt["config"])
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt
+
+
+@torch.no_grad()
+def reconstruct(model, x):
+    return model.decode(model.encode(x)).clamp(0, 1)
+
+
+@torch.no_grad()
+def generate(model, config, n, labels=None, seed=0, device="cpu", options=None, first=0):
+    """Decodings of random codes z ~ N(0, I), code i drawn from its own generator (labels: the AEs have none)."""
+    z = per_sample_noise(sample_generators(seed, first, n), (model.encoding_dim,)).to(device)
+    return model.decode(z).clamp(0, 1).cpu()
+
+
+def evaluation_samples(model, config, n, seed, device, label_sets=None):
+    return generate(model, config, n, seed=seed, device=device), None
+
+
+def figure(model, ckpt, path, seed, device, options=None):
+    name = ckpt["config"]["model"]
+    image_grid(generate(model, ckpt["config"], 64, seed=seed, device=device),
+               f"{name}: 64 decodings of z ~ N(0, I) (seed {seed})", path)
+
+
+@torch.no_grad()
+def latent_path(model, ends, weights):
+    """Decodings of (1 - w) z_A + w z_B for the codes of the two images in `ends`."""
+    z = model.encode(ends)
+    w = weights.view(-1, *[1] * (z.dim() - 1))
+    return model.decode((1 - w) * z[:1] + w * z[1:]).clamp(0, 1)
+
+
+def interpolation(model, ckpt, seed, device, options=None, condition=None, data=None, rows=6, steps=8):
+    """Pairs of validation images (of the checkpoint's own split), decoded along the straight line between their
+    codes (the VAE's: the means)."""
+    name = ckpt["config"]["model"]
+    dataset = load_training_data(ckpt["config"], data, quiet=True)
+    rows = min(rows, len(dataset.valid_idx) // 2)
+    if rows < 1:
+        raise UserError("--interpolate needs at least two validation images")
+    g = torch.Generator().manual_seed(seed)
+    pairs = dataset.valid_idx[torch.randperm(len(dataset.valid_idx), generator=g)[:2 * rows]].view(rows, 2)
+    weights = torch.linspace(0, 1, steps, device=device)
+    figure_rows = []
+    for pair in pairs:
+        ends = to_float(dataset.images[pair]).to(device)
+        figure_rows.append(torch.cat([ends[:1], latent_path(model, ends, weights), ends[1:]]).cpu())
+    columns = ["image A"] + [f"w={w:.2f}" for w in weights.tolist()] + ["image B"]
+    path = f"vis/interpolation_{name}.png"
+    image_rows(figure_rows, [""] * rows, f"{name}: decoding (1 - w) z_A + w z_B between two validation images",
+               path, column_labels=columns)
+    return path

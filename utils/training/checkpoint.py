@@ -7,6 +7,11 @@ import torch
 from utils.errors import UserError
 
 
+def default_checkpoint(name):
+    """Where a model's best weights go unless --checkpoint says otherwise."""
+    return f"models/Best_{name}.pth"
+
+
 def save_checkpoint(path, state):
     """Write to a temporary file, then rename: a run killed mid-write never leaves a broken checkpoint."""
     path = Path(path)
@@ -20,9 +25,7 @@ def load_checkpoint(path, model=None, image_size=None):
     """Load with weights_only=True; a wrong model name or image size is a one-line UserError."""
     path = Path(path)
     if not path.exists():
-        command = "python diffusion.py" if model == "diffusion" else f"python train_script.py --model {model}"
-        hint = f" (train it first: {command})" if model else ""
-        raise UserError(f"checkpoint not found: {path}{hint}")
+        raise UserError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

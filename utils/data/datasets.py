@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from utils.data import CACHE_VERSION, cached, load_image, resize
+from utils.data.images import CACHE_VERSION, cached, load_image, resize
 from utils.errors import UserError
 
 DATA_ROOT = Path("data")

@@ -1,17 +1,16 @@
 """Image folders -> one cached uint8 tensor (+ labels, class names) and a fixed stratified split."""
 import hashlib
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from utils.errors import UserError
-from utils.multilabel import random_split, read_labels
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-CACHE_DIR = Path("data") / "cache"
-CACHE_VERSION = 1
+from utils.data.datasets import DATASETS, load_torchvision
+from utils.data.images import CACHE_VERSION, IMAGE_EXTENSIONS, cached, load_image
+from utils.data.multilabel import random_split, read_labels
+from utils.errors import UserError
+
 
 
 @dataclass
@@ -35,10 +34,15 @@ class Dataset:
     def channels(self):
         return self.images.shape[1]
 
+    def subset(self, name):
+        """uint8 images and labels of the 'train' or 'valid' split."""
+        idx = self.train_idx if name == "train" else self.valid_idx
+        return self.images[idx], self.labels[idx]
+
     def split(self, name):
         """Float images in [0, 1] and labels of the 'train' or 'valid' split."""
-        idx = self.train_idx if name == "train" else self.valid_idx
-        return to_float(self.images[idx]), self.labels[idx]
+        images, labels = self.subset(name)
+        return to_float(images), labels
 
 
 def to_float(images_uint8):
@@ -49,7 +53,6 @@ def list_images(root):
     """(class name, [image paths]) per class sub-folder; hidden and non-image files are skipped."""
     root = Path(root)
     if not root.is_dir():
-        from utils.datasets import DATASETS
         raise UserError(f"data folder not found: {root} (or name a dataset: {', '.join(DATASETS)} or synthetic)")
     classes = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -62,23 +65,6 @@ def list_images(root):
     return classes
 
 
-def load_image(path, image_size):
-    # Imported here: torchvision costs over a second to import, and cached runs never decode.
-    import torchvision.transforms.functional as TF
-    from PIL import Image
-    with Image.open(path) as img:
-        img = img.convert("RGB")  # grayscale, palette and RGBA all become RGB
-        pixels = TF.pil_to_tensor(img)
-    return resize(pixels, image_size)
-
-
-def resize(pixels, image_size):
-    """uint8 C x H x W (or a batch N x C x H x W) -> image_size x image_size, the one resize every source goes through."""
-    import torchvision.transforms.functional as TF
-    # torchvision's default resize (bilinear, antialiased): the handout's loss targets assume it.
-    return TF.resize(pixels, [image_size, image_size], antialias=True)
-
-
 def folder_key(classes, image_size):
     digest = hashlib.sha1(f"v{CACHE_VERSION} size={image_size}".encode())
     for name, files in classes:
@@ -86,19 +72,6 @@ def folder_key(classes, image_size):
             st = f.stat()
             digest.update(f"{name}/{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
-
-
-def cached(name, key, build):
-    """build() -> a dict of tensors, computed once and saved as data/cache/<name>-<key>.pt (read back in ~0.1 s)."""
-    path = CACHE_DIR / f"{name}-{key}.pt"
-    if path.exists():
-        return torch.load(path, weights_only=True)
-    saved = build()
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(saved, tmp)
-    os.replace(tmp, path)  # atomic: an interrupted run never leaves half a cache behind
-    return saved
 
 
 def decode(files, image_size, root):
@@ -170,7 +143,6 @@ def resolve_source(data):
 def load_dataset(data=None, image_size=24, valid_fraction=0.1, split_seed=0, quiet=False,
                  labels_file=None, objects_file=None):
     """The images, labels and fixed split of --data; with labels_file, multi-label object sets instead of classes."""
-    from utils.datasets import DATASETS, load_torchvision  # imported here: it builds on this module
     source = resolve_source(data)
     if labels_file is not None:
         if source == "synthetic":
@@ -179,7 +151,7 @@ def load_dataset(data=None, image_size=24, valid_fraction=0.1, split_seed=0, qui
         train_idx, valid_idx = check_split(source, random_split(len(images), valid_fraction, split_seed), "")
         return Dataset(images, labels, objects, str(source), train_idx, valid_idx)
     if source == "synthetic":
-        from utils.synthetic import SUPPORTED_SIZES, synthetic_flowers
+        from utils.data.synthetic import SUPPORTED_SIZES, synthetic_flowers
         if image_size not in SUPPORTED_SIZES:
             raise UserError(f"the built-in synthetic flowers come in {', '.join(map(str, SUPPORTED_SIZES))} px, "
                             f"not {image_size} (pass --data DIR for other sizes)")

@@ -4,14 +4,15 @@ import copy
 import math
 import sys
 import time
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from utils import distributed
-from utils.augment import apply_transforms, random_transforms
-from utils.checkpoint import save_checkpoint
+from utils.training import distributed
+from utils.data.augment import apply_transforms, random_transforms
+from utils.training.checkpoint import save_checkpoint
 
 # The resume file holds weights and optimizer moments (~13 MB for the autoencoders, ~25 ms to write): after
 # every one of the MLP's 0.3-s epochs that was 7 % of its run. So it is written after the first epoch, then
@@ -249,35 +250,63 @@ def eta(history, epochs, minutes, started):
     return (epochs - len(history)) * sum(h["seconds"] for h in history) / len(history)
 
 
-def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_size, device,
-        checkpoint_path, config, train_labels=None, valid_labels=None, scheduler=None, early_stopping=None,
-        ema=None, minutes=None, resume_path=None, resume=None, on_epoch_end=None, seed=0, until=None, log=print,
-        history=None, augment=False, precision="fp32", compile=False):
-    """Train, validate each epoch, keep the best model (lowest validation loss) at checkpoint_path.
+@dataclass
+class Recipe:
+    """How to train: the optimizer and what steps with it. `minutes` is a wall-clock budget (no epoch starts that
+    would overrun it, counted across --resume); `augment` flips and crops the training batches, `precision` "bf16"
+    trains under bf16 autocast, `compile` runs the step through torch.compile. With `ema`, validation and the best
+    checkpoint use the averaged weights."""
+    optimizer: torch.optim.Optimizer
+    epochs: int
+    batch_size: int
+    scheduler: object = None
+    early_stopping: EarlyStopping = None
+    ema: EMA = None
+    minutes: float = None
+    augment: bool = False
+    precision: str = "fp32"
+    compile: bool = False
+    seed: int = 0
 
-    loss_fn(model, x, y, epoch) -> (objective, reported loss). With `ema`, validation and the best
-    checkpoint use the averaged weights. `minutes` is a wall-clock budget: no epoch starts that would
-    overrun it. With `resume_path`, the full training state is written there (see ResumeWriter for when);
-    `resume` (such a state) continues from it, the minutes budget counted across both runs. `until(history)` ends training once true
-    (benchmarks time reaching a target); `on_epoch_end(epoch)` runs after each epoch (previews).
-    `augment` flips and crops the training batches, `precision` "bf16" trains under bf16 autocast, `compile`
-    runs the training step through torch.compile. Under torchrun (utils/distributed.py) every process trains
-    its share of each batch through DDP and validates the whole (small) validation set, so all processes take
-    the same early-stopping decisions; only the main one saves, logs and runs on_epoch_end.
+
+@dataclass
+class Run:
+    """Where training goes: the best checkpoint (with the configuration that rebuilds it), the resume file (see
+    ResumeWriter for when it is written) and `resume`, a saved state to continue from; the log; `on_epoch_end(epoch)`
+    after each epoch (previews); `until(history)` ends training once true (benchmarks time reaching a target)."""
+    checkpoint_path: str
+    config: dict
+    resume_path: str = None
+    resume: dict = None
+    log: object = print
+    on_epoch_end: object = None
+    until: object = None
+    history: list = field(default_factory=list)
+
+
+def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
+    """Train on `train` = (uint8 images, labels or None), validate on `valid` each epoch, keep the best model.
+
+    loss_fn(model, x, y, epoch) -> (objective, reported loss). Under torchrun (utils/training/distributed.py) every process
+    trains its share of each batch through DDP and validates the whole (small) validation set, so all processes
+    take the same early-stopping decisions; only the main one saves, logs and runs on_epoch_end.
     Returns (per-epoch history, seconds).
     """
-    early_stopping = early_stopping or EarlyStopping(patience=None)
-    generator = torch.Generator().manual_seed(seed)
+    (train_images, train_labels), (valid_images, valid_labels) = train, valid
+    optimizer, scheduler, ema, epochs, minutes = (recipe.optimizer, recipe.scheduler, recipe.ema, recipe.epochs,
+                                                  recipe.minutes)
+    history = run.history
+    early_stopping = recipe.early_stopping or EarlyStopping(patience=None)
+    generator = torch.Generator().manual_seed(recipe.seed)
     train_labels = train_labels if train_labels is not None else torch.zeros(len(train_images), dtype=torch.long)
     valid_labels = valid_labels if valid_labels is not None else torch.zeros(len(valid_images), dtype=torch.long)
-    history = history if history is not None else []
-    if resume:
-        history[:] = restore_state(resume, model, optimizer, scheduler, ema, early_stopping, generator)
-    step = make_step(model, loss_fn, device, compile)  # after the restore: DDP starts from the restored weights
+    if run.resume:
+        history[:] = restore_state(run.resume, model, optimizer, scheduler, ema, early_stopping, generator)
+    step = make_step(model, loss_fn, device, recipe.compile)  # after the restore: DDP starts from those weights
     main = distributed.is_main()
-    log = log if main else (lambda line: None)
+    log = run.log if main else (lambda line: None)
     started = time.perf_counter() - sum(h["seconds"] for h in history)
-    resume_writer = ResumeWriter(resume_path, config) if resume_path and main else None
+    resume_writer = ResumeWriter(run.resume_path, run.config) if run.resume_path and main else None
     try:
         for epoch in range(len(history) + 1, epochs + 1):
             # Clocks differ between processes: all stop when one would (a lone process decides alone).
@@ -288,11 +317,11 @@ def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_
             if distributed.world_size() > 1:
                 # Each process draws its own noise (the VAE's z, diffusion's t and eps), seeded by (seed, epoch,
                 # rank) alone, so --resume replays it without saving every process's RNG state.
-                torch.manual_seed(hash((seed, epoch, distributed.rank())) % 2 ** 63)
+                torch.manual_seed(hash((recipe.seed, epoch, distributed.rank())) % 2 ** 63)
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            train_loss = train_epoch(model, step, train_images, train_labels, optimizer, batch_size, device,
-                                     epoch, generator, f"epoch {epoch}/{epochs}", ema, augment, precision)
+            train_loss = train_epoch(model, step, train_images, train_labels, optimizer, recipe.batch_size, device,
+                                     epoch, generator, f"epoch {epoch}/{epochs}", ema, recipe.augment, recipe.precision)
             scored = ema.model if ema is not None else model
             valid_loss = evaluate(scored, loss_fn, valid_images, valid_labels, device, epoch)
             if scheduler is not None:
@@ -302,8 +331,8 @@ def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_
                                 images_per_s=len(train_images) / seconds))
             improved = early_stopping.step(valid_loss)
             if improved and main:  # the unwrapped model's weights: no DDP or torch.compile prefixes
-                save_checkpoint(checkpoint_path, dict(
-                    config=config, model=model.state_dict(), ema=ema.model.state_dict() if ema else None,
+                save_checkpoint(run.checkpoint_path, dict(
+                    config=run.config, model=model.state_dict(), ema=ema.model.state_dict() if ema else None,
                     epoch=epoch, train_loss=train_loss, valid_loss=valid_loss, history=history))
             if resume_writer:
                 resume_writer.epoch_done(epoch, training_state(model, optimizer, scheduler, ema, early_stopping,
@@ -312,12 +341,12 @@ def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_
             log(f"epoch {counter}  train {fmt_loss(train_loss)}  valid {fmt_loss(valid_loss)}  lr {lr:.1e}  "
                 f"{seconds:5.1f}s  {history[-1]['images_per_s']:6.0f} img/s  ETA {eta(history, epochs, minutes, started):4.0f}s"
                 + ("  * saved best" if improved else ""))
-            if on_epoch_end is not None and main:
-                on_epoch_end(epoch)
+            if run.on_epoch_end is not None and main:
+                run.on_epoch_end(epoch)
             if early_stopping.should_stop:
                 log(f"early stopping: no improvement for {early_stopping.patience} epochs")
                 break
-            if until is not None and until(history):
+            if run.until is not None and run.until(history):
                 log("target reached")
                 break
     except KeyboardInterrupt:
@@ -325,7 +354,8 @@ def fit(model, loss_fn, train_images, valid_images, *, optimizer, epochs, batch_
         if resume_writer:
             resume_writer.flush()
         log(f"interrupted after {len(history)} epoch(s); the best model so far is kept"
-            + (f", and {resume_path} resumes from epoch {len(history)} (--resume)" if resume_path and history else ""))
+            + (f", and {run.resume_path} resumes from epoch {len(history)} (--resume)" if run.resume_path and history
+               else ""))
         raise
     if resume_writer:
         resume_writer.flush()

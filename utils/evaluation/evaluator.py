@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.augment import augment
-from utils.checkpoint import load_checkpoint, save_checkpoint
+from utils.data.augment import augment
+from utils.training.checkpoint import load_checkpoint, save_checkpoint
 
 EVALUATOR_PATH = "models/Evaluator.pth"
 VERSION = 3          # bump when the network or its training changes: stored classifiers are then retrained

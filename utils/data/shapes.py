@@ -50,7 +50,7 @@ def write_shapes_folder(root, n=240, size=24, seed=0):
     return root
 
 
-if __name__ == "__main__":  # python -m utils.shapes data/shapes --n 2000: a folder to try --labels on
+if __name__ == "__main__":  # python -m utils.data.shapes data/shapes --n 2000: a folder to try --labels on
     import argparse
     p = argparse.ArgumentParser(description="Write the synthetic multi-label shapes set (PNGs, labels.json, objects.json).")
     p.add_argument("root")

@@ -1,0 +1,1 @@
+"""Evaluation: the metrics and the feature network they are computed in."""

@@ -1,0 +1,71 @@
+"""Every kind of generative model, registered once with what the scripts need of it.
+
+evaluate.py, random_generation.py, visualization.py and run_lab.py loop over GENERATORS and never ask for a
+model by name. A kind is a module (imported when first used) with these functions:
+
+    load(name, checkpoint, device, image_size) -> (model in eval mode, checkpoint dict)
+    generate(model, config, n, labels, seed, device, options) -> n images in [0, 1]; image i depends only on
+        (seed, i, its label): not on n or the batch
+    evaluation_samples(model, config, n, seed, device, label_sets) -> (images, their labels or None)
+    figure(model, ckpt, path, seed, device, options) -> writes vis/random_images_<NAME>.png
+    interpolation(model, ckpt, seed, device, options, condition) -> writes vis/interpolation_<NAME>.png
+    reconstruct(model, x) -> x's reconstruction               (only kinds that reconstruct)
+
+A new kind of model is one new module plus one line here.
+"""
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from utils.training.checkpoint import default_checkpoint
+from utils.errors import UserError
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How a sampler-based model draws (ignored by a decoder): the --guidance, --sampler and --steps flags."""
+    guidance: float = 2.0
+    sampler: str = "dpm"
+    steps: int = 20
+
+
+@dataclass(frozen=True)
+class Generator:
+    name: str                 # --model NAME, models/Best_NAME.pth
+    module: str
+    train_command: str
+    samples: bool = True      # the MLP autoencoder only reconstructs
+    reconstructs: bool = True
+
+    @property
+    def checkpoint(self):
+        return default_checkpoint(self.name)
+
+    @property
+    def api(self):
+        return importlib.import_module(self.module)
+
+    def trained(self):
+        return Path(self.checkpoint).exists()
+
+    def load(self, checkpoint=None, device="cpu", image_size=None):
+        path = checkpoint or self.checkpoint
+        if not Path(path).exists():
+            raise UserError(f"checkpoint not found: {path} (train it first: {self.train_command})")
+        return self.api.load(self.name, path, device, image_size)
+
+
+GENERATORS = {g.name: g for g in [
+    Generator("MLPAE", "utils.models", "python MLPAE_train_script.py", samples=False),
+    Generator("AE", "utils.models", "python train_script.py --model AE"),
+    Generator("VAE", "utils.models", "python train_script.py --model VAE"),
+    Generator("diffusion", "diffusion", "python diffusion.py", reconstructs=False),
+]}
+
+
+def generator(name, need=None):
+    """The registered kind of this name; `need` ("samples" or "reconstructs") restricts the choice."""
+    allowed = [g for g in GENERATORS.values() if need is None or getattr(g, need)]
+    if name not in [g.name for g in allowed]:
+        raise UserError(f"unknown model {name!r} (choose from {', '.join(g.name for g in allowed)})")
+    return GENERATORS[name]
