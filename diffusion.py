@@ -319,17 +319,24 @@ def sample_grid(model, config, path, seed, device, guidance=2.0, sampler="dpm", 
     image_rows(rows, names, title, path)
 
 
-def denoise_figure(model, config, path, seed, device, n=6, columns=10, steps=50):
-    """A few samples followed from pure noise to the final image, labelled with the timestep t."""
+def denoise_figure(model, config, path, seed, device, n=4, columns=10, steps=50):
+    """A few samples followed from pure noise to the final image: under each noisy x_t, the clean image the network
+    predicts at that step. Frames are spaced evenly in how much x_t and that prediction have changed so far, so they
+    fall where the image forms (evenly in t, most of them would show noise)."""
     frames = []
-    trace = lambda t, x, x0: frames.append((t, ((x + 1) / 2).clamp(0, 1).cpu()))  # noqa: E731
+    trace = lambda t, x, x0: frames.append((t, ((x + 1) / 2).clamp(0, 1).cpu(), ((x0 + 1) / 2).clamp(0, 1).cpu()))  # noqa: E731
     labels, names = row_conditions(config, n) if config["conditional"] else (None, [""] * n)
     final = sample(model, config, n, labels, 2.0 if labels is not None else 0, "ddim", steps, seed, device, trace)
-    keep = torch.linspace(0, steps - 1, columns - 1).round().long().tolist()
-    columns_images = [frames[i][1] for i in keep] + [final]
-    rows = [torch.stack([col[r] for col in columns_images]) for r in range(n)]
-    image_rows(rows, names, f"denoising: from pure noise (t={config['timesteps'] - 1}) to the sample (DDIM, {steps} steps)",
-               path, column_labels=[f"t={frames[i][0]}" for i in keep] + ["final"])
+    change = torch.tensor([0.0] + [((b[1] - a[1]).abs() + (b[2] - a[2]).abs()).mean().item()
+                                   for a, b in zip(frames, frames[1:])]).cumsum(0)
+    keep = sorted({int((change - w).abs().argmin()) for w in torch.linspace(0, change[-1], columns - 1)})
+    rows, row_names = [], []
+    for r, name in enumerate(names):
+        rows += [torch.stack([frames[i][1][r] for i in keep] + [final[r]]), torch.stack([frames[i][2][r] for i in keep])]
+        row_names += [f"{name} x_t".strip(), "predicted x0"]
+    image_rows(rows, row_names, f"denoising (DDIM, {steps} steps): the noisy image x_t, and the clean image the "
+               "network predicts from it", path,
+               column_labels=[f"t={frames[i][0]}" for i in keep] + ["final"])
 
 
 # ---------------------------------------------------------------- training

@@ -20,7 +20,7 @@ import torchvision.transforms.functional as TF
 from utils import cli
 from utils.evaluation import metrics
 from utils.training.checkpoint import load_checkpoint
-from utils.data.dataset import load_dataset, resolve_source, to_float
+from utils.data.dataset import load_dataset, load_training_data, resolve_source, to_float
 from utils.data.images import load_image
 from utils.errors import UserError
 from utils.evaluation.evaluator import decide, load_or_train_evaluator, predict
@@ -76,12 +76,8 @@ def reconstruction_quality(kind, model, valid_images):
 
 
 def own_split(data, config):
-    """The report's data with the split this model was trained with (its saved split seed and fraction)."""
-    split = (config.get("split_seed", 0), config.get("valid_fraction", 0.1))
-    if split == (0, 0.1):
-        return data
-    return load_dataset(data.source, data.image_size, split[1], split[0], quiet=True,
-                        labels_file=config.get("labels_file"), objects_file=config.get("objects_file"))
+    """The report's images with the split this model was trained with (its saved split seed and fraction)."""
+    return load_training_data(dict(config, image_size=data.image_size), data.source, quiet=True)
 
 
 def model_row(kind, data, reference, evaluator, n, seed, device):

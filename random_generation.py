@@ -82,8 +82,13 @@ def main(argv=None):
                    help="write vis/interpolation_<MODEL>.png instead: AE/VAE decode the straight line between the "
                         "codes of two validation images; diffusion samples along the arc between two starting noises")
     cli.add_sampling_flags(p, "conditional samples (diffusion)")
+    p.add_argument("--prior", choices=["normal", "gmm"], default="normal",
+                   help="AE and VAE: decode z ~ N(0, I) (the handout's), or codes drawn from a Gaussian mixture fitted "
+                        "to the training images' codes (writes vis/random_images_<MODEL>_gmm.png)")
     args = p.parse_args(argv)
     kind = generator(args.model, need="samples")
+    if args.prior != "normal" and not kind.reconstructs:
+        cli.fail(f"--prior {args.prior} needs an autoencoder's codes (AE or VAE), not {args.model}")
     if args.n < 0 or args.steps < 1:
         cli.fail("--n must be 0 or more and --steps at least 1")
     if args.n and not args.out_dir:
@@ -92,12 +97,12 @@ def main(argv=None):
         cli.fail("--interpolate writes one figure; leave out --n")
     device = cli.setup(args)
     model, ckpt = kind.load(args.checkpoint, device, args.image_size)
-    config, options = ckpt["config"], SamplingOptions(args.guidance, args.sampler, args.steps)
+    config, options = ckpt["config"], SamplingOptions(args.guidance, args.sampler, args.steps, args.prior)
     condition = chosen_condition(args, config)
     if args.interpolate:
         print(f"wrote {kind.api.interpolation(model, ckpt, args.seed, device, options, condition, data=args.data)}")
         return
-    path = f"vis/random_images_{args.model}.png"
+    path = f"vis/random_images_{args.model}{'_gmm' * (args.prior == 'gmm')}.png"
     if condition is not None:
         label, name = condition
         image_grid(kind.api.generate(model, config, 64, label.expand(64, *label.shape), args.seed, device, options),

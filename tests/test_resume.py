@@ -58,7 +58,7 @@ def test_ctrl_c_saves_the_last_finished_epoch_and_resume_continues_exactly(tiny_
         real_save(path, state)
 
     def ctrl_c_in_epoch_4(*args, **kwargs):
-        if args[7] == 4:   # the epoch number
+        if args[6] == 4:   # the epoch number
             raise KeyboardInterrupt
         return real_epoch(*args, **kwargs)
     monkeypatch.setattr(utils.training.train, "save_checkpoint", recording_save)

@@ -23,10 +23,11 @@ from utils.errors import UserError
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    """How a sampler-based model draws (ignored by a decoder): the --guidance, --sampler and --steps flags."""
+    """How a model draws: --guidance, --sampler and --steps for a diffusion model, --prior for a decoder's codes."""
     guidance: float = 2.0
     sampler: str = "dpm"
     steps: int = 20
+    prior: str = "normal"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from utils.training.checkpoint import default_checkpoint, load_checkpoint
 from utils.data.dataset import load_training_data, to_float
 from utils.errors import UserError
 from utils.figures import image_grid, image_rows
+from utils.sampling.gmm import fit_gmm
 from utils.sampling.samplers import per_sample_noise, sample_generators
 
 MODEL_CLASSES = {"MLPAE": MLPAutoencoder, "AE": Autoencoder, "VAE": VarAutoencoder}
@@ -98,9 +99,24 @@ def reconstruct(model, x):
 
 @torch.no_grad()
 def generate(model, config, n, labels=None, seed=0, device="cpu", options=None, first=0):
-    """Decodings of random codes z ~ N(0, I), code i drawn from its own generator (labels: the AEs have none)."""
-    z = per_sample_noise(sample_generators(seed, first, n), (model.encoding_dim,)).to(device)
-    return model.decode(z).clamp(0, 1).cpu()
+    """Decodings of random codes, code i drawn from its own generator (labels: the AEs have none): z ~ N(0, I), or
+    with options.prior "gmm" from a Gaussian mixture fitted to the model's training codes."""
+    generators = sample_generators(seed, first, n)
+    if options is not None and options.prior == "gmm":
+        z = code_mixture(model, config, device).sample(generators).float()
+    else:
+        z = per_sample_noise(generators, (model.encoding_dim,))
+    return model.decode(z.to(device)).clamp(0, 1).cpu()
+
+
+@torch.no_grad()
+def code_mixture(model, config, device):
+    """The mixture fitted to the codes of the model's own training images (fitted once per loaded model)."""
+    if not hasattr(model, "fitted_mixture"):
+        images = to_float(load_training_data(config, quiet=True).subset("train")[0])
+        codes = torch.cat([model.encode(batch.to(device)).cpu() for batch in images.split(500)])
+        model.fitted_mixture = fit_gmm(codes)
+    return model.fitted_mixture
 
 
 def evaluation_samples(model, config, n, seed, device, label_sets=None):
@@ -108,9 +124,10 @@ def evaluation_samples(model, config, n, seed, device, label_sets=None):
 
 
 def figure(model, ckpt, path, seed, device, options=None):
-    name = ckpt["config"]["model"]
-    image_grid(generate(model, ckpt["config"], 64, seed=seed, device=device),
-               f"{name}: 64 decodings of z ~ N(0, I) (seed {seed})", path)
+    name, prior = ckpt["config"]["model"], getattr(options, "prior", "normal")
+    what = "z from a Gaussian mixture fitted to the training codes" if prior == "gmm" else "z ~ N(0, I)"
+    image_grid(generate(model, ckpt["config"], 64, seed=seed, device=device, options=options),
+               f"{name}: 64 decodings of {what} (seed {seed})", path)
 
 
 @torch.no_grad()

@@ -144,23 +144,22 @@ def autocast(device, precision):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
-def train_epoch(model, step, images, labels, optimizer, batch_size, device, epoch, generator, desc, ema=None,
-                augment=False, precision="fp32"):
+def train_epoch(model, step, images, labels, recipe, device, epoch, generator):
     """One pass over the training images; the mean reported loss (over every process under torchrun)."""
     model.train()
     total, count = 0.0, 0
-    bar = tqdm(total=len(images), desc=desc, unit="img", leave=False, file=sys.stderr,
+    bar = tqdm(total=len(images), desc=f"epoch {epoch}/{recipe.epochs}", unit="img", leave=False, file=sys.stderr,
                disable=not sys.stderr.isatty() or not distributed.is_main())
-    for x, y, global_n in training_batches(images, labels, batch_size, device, generator, augment):
-        with autocast(device, precision):
+    for x, y, global_n in training_batches(images, labels, recipe.batch_size, device, generator, recipe.augment):
+        with autocast(device, recipe.precision):
             objective, reported = step(x, y, epoch)
-        optimizer.zero_grad(set_to_none=True)
+        recipe.optimizer.zero_grad(set_to_none=True)
         # DDP averages the processes' gradients; weighting each by its share makes that the global batch's
         # mean even when the last batch splits unevenly (the weight is exactly 1 for a single process).
         (objective * (len(x) * distributed.world_size() / global_n)).backward()
-        optimizer.step()
-        if ema is not None:
-            ema.update(model)
+        recipe.optimizer.step()
+        if recipe.ema is not None:
+            recipe.ema.update(model)
         total += reported.item() * len(x)
         count += len(x)
         bar.update(global_n)
@@ -181,23 +180,24 @@ def evaluate(model, loss_fn, images, labels, device, epoch, batch_size=500):
     return total / len(images)
 
 
-def training_state(model, optimizer, scheduler, ema, early_stopping, history, generator):
+def training_state(model, recipe, history, generator):
     """Everything --resume needs to continue as if never stopped."""
-    return dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict() if scheduler else None, ema=ema.state_dict() if ema else None,
-                best=early_stopping.best, bad_epochs=early_stopping.bad_epochs, history=history,
+    r = recipe
+    return dict(model=model.state_dict(), optimizer=r.optimizer.state_dict(),
+                scheduler=r.scheduler.state_dict() if r.scheduler else None, ema=r.ema.state_dict() if r.ema else None,
+                best=r.early_stopping.best, bad_epochs=r.early_stopping.bad_epochs, history=history,
                 generator=generator.get_state(), torch_rng=torch.get_rng_state(),
                 cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
 
 
-def restore_state(state, model, optimizer, scheduler, ema, early_stopping, generator):
+def restore_state(state, model, recipe, generator):
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler and state["scheduler"]:
-        scheduler.load_state_dict(state["scheduler"])
-    if ema and state["ema"]:
-        ema.load_state_dict(state["ema"])
-    early_stopping.best, early_stopping.bad_epochs = state["best"], state["bad_epochs"]
+    recipe.optimizer.load_state_dict(state["optimizer"])
+    if recipe.scheduler and state["scheduler"]:
+        recipe.scheduler.load_state_dict(state["scheduler"])
+    if recipe.ema and state["ema"]:
+        recipe.ema.load_state_dict(state["ema"])
+    recipe.early_stopping.best, recipe.early_stopping.bad_epochs = state["best"], state["bad_epochs"]
     generator.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
     if state.get("cuda_rng") and torch.cuda.is_available():
@@ -268,6 +268,9 @@ class Recipe:
     compile: bool = False
     seed: int = 0
 
+    def __post_init__(self):
+        self.early_stopping = self.early_stopping or EarlyStopping(patience=None)
+
 
 @dataclass
 class Run:
@@ -293,15 +296,13 @@ def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
     Returns (per-epoch history, seconds).
     """
     (train_images, train_labels), (valid_images, valid_labels) = train, valid
-    optimizer, scheduler, ema, epochs, minutes = (recipe.optimizer, recipe.scheduler, recipe.ema, recipe.epochs,
-                                                  recipe.minutes)
-    history = run.history
-    early_stopping = recipe.early_stopping or EarlyStopping(patience=None)
+    ema, epochs, minutes, early_stopping, history = recipe.ema, recipe.epochs, recipe.minutes, recipe.early_stopping, \
+        run.history
     generator = torch.Generator().manual_seed(recipe.seed)
     train_labels = train_labels if train_labels is not None else torch.zeros(len(train_images), dtype=torch.long)
     valid_labels = valid_labels if valid_labels is not None else torch.zeros(len(valid_images), dtype=torch.long)
     if run.resume:
-        history[:] = restore_state(run.resume, model, optimizer, scheduler, ema, early_stopping, generator)
+        history[:] = restore_state(run.resume, model, recipe, generator)
     step = make_step(model, loss_fn, device, recipe.compile)  # after the restore: DDP starts from those weights
     main = distributed.is_main()
     log = run.log if main else (lambda line: None)
@@ -319,13 +320,12 @@ def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
                 # rank) alone, so --resume replays it without saving every process's RNG state.
                 torch.manual_seed(hash((recipe.seed, epoch, distributed.rank())) % 2 ** 63)
             t0 = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
-            train_loss = train_epoch(model, step, train_images, train_labels, optimizer, recipe.batch_size, device,
-                                     epoch, generator, f"epoch {epoch}/{epochs}", ema, recipe.augment, recipe.precision)
-            scored = ema.model if ema is not None else model
-            valid_loss = evaluate(scored, loss_fn, valid_images, valid_labels, device, epoch)
-            if scheduler is not None:
-                scheduler.step()
+            lr = recipe.optimizer.param_groups[0]["lr"]
+            train_loss = train_epoch(model, step, train_images, train_labels, recipe, device, epoch, generator)
+            valid_loss = evaluate(ema.model if ema is not None else model, loss_fn, valid_images, valid_labels, device,
+                                  epoch)
+            if recipe.scheduler is not None:
+                recipe.scheduler.step()
             seconds = time.perf_counter() - t0
             history.append(dict(epoch=epoch, train_loss=train_loss, valid_loss=valid_loss, lr=lr, seconds=seconds,
                                 images_per_s=len(train_images) / seconds))
@@ -335,8 +335,7 @@ def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
                     config=run.config, model=model.state_dict(), ema=ema.model.state_dict() if ema else None,
                     epoch=epoch, train_loss=train_loss, valid_loss=valid_loss, history=history))
             if resume_writer:
-                resume_writer.epoch_done(epoch, training_state(model, optimizer, scheduler, ema, early_stopping,
-                                                               history, generator))
+                resume_writer.epoch_done(epoch, training_state(model, recipe, history, generator))
             counter = f"{epoch:3d}" if minutes is not None else f"{epoch:3d}/{epochs}"  # a budget has no epoch count
             log(f"epoch {counter}  train {fmt_loss(train_loss)}  valid {fmt_loss(valid_loss)}  lr {lr:.1e}  "
                 f"{seconds:5.1f}s  {history[-1]['images_per_s']:6.0f} img/s  ETA {eta(history, epochs, minutes, started):4.0f}s"
