@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt
 import torch
 
 from utils import cli
-from utils.data.dataset import load_dataset, to_float
 from utils.data.augment import augment
+from utils.data.dataset import load_dataset, to_float
 from utils.figures import image_rows, save_figure
 
 

@@ -14,13 +14,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils import cli
-from utils.training import distributed, run
-from utils.training.checkpoint import default_checkpoint, load_checkpoint
 from utils.errors import UserError
 from utils.figures import image_rows
 from utils.generators import SamplingOptions
 from utils.sampling.objectives import OBJECTIVES
 from utils.sampling.samplers import SAMPLERS, per_sample_noise, sample_generators
+from utils.training import distributed, run
+from utils.training.checkpoint import default_checkpoint, load_checkpoint
 from utils.training.train import EMA, EarlyStopping, Recipe
 
 CHECKPOINT = default_checkpoint("diffusion")

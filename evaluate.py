@@ -18,15 +18,15 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
 from utils import cli
-from utils.evaluation import metrics
-from utils.training.checkpoint import load_checkpoint
 from utils.data.dataset import load_dataset, load_training_data, resolve_source, to_float
 from utils.data.images import load_image
+from utils.data.multilabel import label_set_scores
 from utils.errors import UserError
+from utils.evaluation import metrics
 from utils.evaluation.evaluator import decide, load_or_train_evaluator, predict
 from utils.figures import image_rows
 from utils.generators import GENERATORS
-from utils.data.multilabel import label_set_scores
+from utils.training.checkpoint import load_checkpoint
 
 def report_settings(args, kinds):
     """Data, size and label files: as given, else those of the first trained model, else the defaults."""

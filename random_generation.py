@@ -10,9 +10,9 @@ import torch
 from torchvision.utils import save_image
 
 from utils import cli
+from utils.data.multilabel import describe, parse_label_set
 from utils.figures import image_grid
 from utils.generators import SamplingOptions, generator
-from utils.data.multilabel import describe, parse_label_set
 
 BATCH = 256   # images generated at a time for --n
 

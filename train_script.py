@@ -1,7 +1,7 @@
 """Train an autoencoder (Parts 1-3) and keep the best model: python train_script.py --model AE"""
 from utils import cli
-from utils.training import distributed, run
 from utils.models import MODEL_CLASSES, TRAINING_DEFAULTS, build_model, loss_fn_for, training_defaults
+from utils.training import distributed, run
 from utils.training.train import EarlyStopping, Recipe, make_optimizer, make_scheduler
 
 

@@ -17,8 +17,8 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.training.checkpoint import default_checkpoint
 from utils.errors import UserError
+from utils.training.checkpoint import default_checkpoint
 
 
 @dataclass(frozen=True)

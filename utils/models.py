@@ -6,12 +6,12 @@ from torch import nn
 from Autoencoder import Autoencoder
 from MLPAutoencoder import MLPAutoencoder
 from VarAutoencoder import VarAutoencoder, VAE_loss_function
-from utils.training.checkpoint import default_checkpoint, load_checkpoint
 from utils.data.dataset import load_training_data, to_float
 from utils.errors import UserError
 from utils.figures import image_grid, image_rows
 from utils.sampling.gmm import fit_gmm
 from utils.sampling.samplers import per_sample_noise, sample_generators
+from utils.training.checkpoint import default_checkpoint, load_checkpoint
 
 MODEL_CLASSES = {"MLPAE": MLPAutoencoder, "AE": Autoencoder, "VAE": VarAutoencoder}
 

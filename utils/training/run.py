@@ -9,11 +9,11 @@ from pathlib import Path
 import torch
 
 from utils import cli
-from utils.training import distributed
-from utils.training.checkpoint import load_resume, resume_path_for
 from utils.data.dataset import load_dataset, load_training_data
 from utils.errors import UserError
 from utils.figures import loss_curve
+from utils.training import distributed
+from utils.training.checkpoint import load_resume, resume_path_for
 from utils.training.train import RESUME_SCHEDULE, Run, fit, fmt_loss
 
 FLAG_OF = {"labels_file": "labels", "objects_file": "objects"}   # configuration key -> its flag, where they differ

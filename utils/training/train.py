@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from utils.training import distributed
 from utils.data.augment import apply_transforms, random_transforms
+from utils.training import distributed
 from utils.training.checkpoint import save_checkpoint
 
 # The resume file holds weights and optimizer moments (~13 MB for the autoencoders, ~25 ms to write): after
