@@ -76,17 +76,23 @@ class ReferenceModel(torch.nn.Module):
         return self.unet(torch.cat([x, c], dim=1), t).sample
 
 
-def train_reference(data, minutes, seed):
+def train_reference(data, minutes, seed, snapshots=(), on_snapshot=None):
+    """Trained for `minutes`; on_snapshot(m, model, epochs, img/s) at each of `snapshots` minutes on the way
+    (between steps, with the clock stopped)."""
     from diffusers import DDPMScheduler
     torch.manual_seed(seed)
     model = ReferenceModel(data.image_size, len(data.classes))
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     images, labels = data.images[data.train_idx], data.labels[data.train_idx]
-    start, epochs, seen = time.perf_counter(), 0, 0
+    start, epochs, seen, pending = time.perf_counter(), 0, 0, sorted(snapshots)
     while time.perf_counter() - start < minutes * 60:
         order = torch.randperm(len(images))
         for i in range(0, len(order), 64):
+            elapsed = time.perf_counter() - start
+            if pending and elapsed >= pending[0] * 60:
+                on_snapshot(pending.pop(0), model.eval(), epochs, seen / elapsed)
+                start += time.perf_counter() - start - elapsed   # sampling time is not training time
             if time.perf_counter() - start >= minutes * 60:
                 break
             idx = order[i:i + 64]
@@ -99,6 +105,8 @@ def train_reference(data, minutes, seed):
             optimizer.step()
             seen += len(idx)
         epochs += 1
+    if pending:
+        on_snapshot(pending.pop(0), model.eval(), epochs, seen / (time.perf_counter() - start))
     return model.eval(), epochs, seen / (time.perf_counter() - start)
 
 

@@ -1,0 +1,184 @@
+"""Diffusion quality against CPU minutes: one table and docs/diffusion_curve.png.
+
+    python bench/diffusion_curve.py --data ../shared/flowers                  # the curve: every line, 1-15 min
+    python bench/diffusion_curve.py --data ../shared/flowers --minutes 3 --configs baseline batch32 flow ...
+
+Each of our configurations is one `diffusion.py` run resumed from one budget to the next, its EMA weights kept
+as a snapshot at each (none of these recipes depends on the budget, so a snapshot at 3 minutes is the model a
+3-minute run gives). `reference` is bench/diffusion_budget.py's diffusers recipe (`pip install diffusers`),
+snapshotted the same way. Each point draws 1,000 class-balanced samples (ours with the sampling defaults of
+diffusion.py, or --guidance) and scores them as evaluate.py does, against the training split. Every point is
+cached in --workdir (runs/ is ignored by git): a rerun continues where the last one stopped.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import torch  # noqa: E402
+
+import diffusion  # noqa: E402
+import evaluate  # noqa: E402
+from diffusion_budget import sample_reference, train_reference  # noqa: E402
+from evaluator_checks import run, snapshot  # noqa: E402
+from utils.data.dataset import load_dataset, to_float  # noqa: E402
+from utils.evaluation.evaluator import load_or_train_evaluator, predict  # noqa: E402
+from utils.generators import GENERATORS, SamplingOptions  # noqa: E402
+
+# name -> diffusion.py flags. "baseline" spells out the default of 2026-11-26 so that it stays what it was.
+BASELINE = ["--objective", "v", "--schedule", "cosine", "--min-snr", "5", "--batch-size", "64", "--lr", "2e-3",
+            "--base", "32", "--ema", "0.999"]
+CONFIGS = {
+    "baseline": BASELINE,
+    "default": [],
+    "batch32": BASELINE[:-8] + ["--batch-size", "32", "--lr", "2e-3", "--base", "32", "--ema", "0.999"],
+    "batch16": BASELINE[:-8] + ["--batch-size", "16", "--lr", "1e-3", "--base", "32", "--ema", "0.999"],
+    "base24": BASELINE[:-4] + ["--base", "24", "--ema", "0.999"],
+    "ema0.99": BASELINE[:-2] + ["--ema", "0.99"],
+}
+MINUTES = (1, 2, 3, 5, 10, 15)
+N_SAMPLES = 1000
+
+
+def our_snapshots(name, data_dir, minutes, workdir, seed):
+    """{minutes: checkpoint}: one run of this configuration, resumed from budget to budget."""
+    folder = workdir / name
+    paths = {m: folder / "snapshots" / f"diffusion_{m:g}min.pth" for m in minutes}
+    missing = [m for m in sorted(minutes) if not paths[m].exists()]
+    (folder / "log").mkdir(parents=True, exist_ok=True)
+    for m in missing:
+        fresh = m == min(minutes)   # a run starts at the first budget and is resumed to each later one
+        print(f"{name}: training to {m:g} minutes ...", flush=True)
+        run("diffusion.py", "--data", data_dir, "--seed", seed, "--minutes", m, "--preview-every", 0,
+            *(CONFIGS[name] if fresh else ["--resume"]), cwd=folder, log=folder / "log" / "train_diffusion.out")
+        snapshot(folder, m).replace(paths[m])
+    return paths
+
+
+def our_point(path, n, seed, guidance):
+    kind = GENERATORS["diffusion"]
+    model, ckpt = kind.load(str(path))
+    config, options = ckpt["config"], SamplingOptions(guidance=guidance)
+    labels = diffusion.balanced_labels(len(config["classes"]), n) if config["conditional"] else None
+    t0 = time.perf_counter()
+    kind.api.generate(model, config, 64, labels[:64] if labels is not None else None, seed, options=options)
+    per_64 = time.perf_counter() - t0
+    samples = kind.api.generate(model, config, n, labels, seed, options=options)
+    history = ckpt["history"]
+    return samples, labels, dict(epochs=len(history), images_per_s=sum(h["images_per_s"] for h in history)
+                                 / len(history), per_64=per_64)
+
+
+def reference_points(data, minutes, seed, n):
+    """The reference recipe trained once to the largest budget, sampled (DDIM 50) at every budget on the way."""
+    points = {}
+
+    def at(m, model, epochs, images_per_s):
+        t0 = time.perf_counter()
+        sample_reference(model, len(data.classes), 64, 50, seed)
+        per_64 = time.perf_counter() - t0
+        samples, labels = sample_reference(model, len(data.classes), n, 50, seed)
+        points[m] = samples, labels, dict(epochs=epochs, images_per_s=images_per_s, per_64=per_64)
+        model.train()
+
+    train_reference(data, max(minutes), seed, snapshots=sorted(minutes), on_snapshot=at)
+    return points
+
+
+def table(results):
+    lines = ["| configuration | minutes | epochs | train img/s | FD ↓ | KID ↓ | precision ↑ | recall ↑ | class acc | "
+             "s / 64 samples |", "|---" * 10 + "|"]
+    for r in results:
+        lines.append(f"| {r['config']} | {r['minutes']:g} | {r['epochs']} | {r['images_per_s']:.0f} | {r['fd']:.2f} | "
+                     f"{r['kid']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | "
+                     f"{r.get('class_accuracy', math.nan):.1%} | {r['per_64']:.1f} |")
+    return "\n".join(lines)
+
+
+def plot(results, floor, vae, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in [(axes[0], "fd", "FD (lower is better)"), (axes[1], "recall", "recall (higher is better)")]:
+        for config in dict.fromkeys(r["config"] for r in results):
+            points = sorted((r["minutes"], r[key]) for r in results if r["config"] == config)
+            ax.plot(*zip(*points), marker="o", label=config)
+        for value, label, style in [(floor, "held-out real", ":"), (vae, "VAE", "--")]:
+            if value is not None:
+                ax.axhline(value[key], color="gray", linestyle=style, label=label)
+        ax.set_xscale("log")
+        ax.set_xticks(MINUTES, [f"{m:g}" for m in MINUTES])
+        ax.set_yscale("log" if key == "fd" else "linear")
+        ax.set_xlabel("training minutes (2 CPU cores)")
+        ax.set_title(title)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True)
+    p.add_argument("--configs", nargs="+", default=["baseline", "reference", "flow", "default"],
+                   help=f"from {', '.join(CONFIGS)}, reference")
+    p.add_argument("--minutes", type=float, nargs="+", default=MINUTES)
+    p.add_argument("--guidance", type=float, default=None, help="guidance of our samples (default: diffusion.py's)")
+    p.add_argument("--workdir", default="runs/diffusion_curve")
+    p.add_argument("--plot", default=None, help="where the figure goes (default: docs/diffusion_curve.png when "
+                                                "every budget is measured, else none)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    torch.set_num_threads(os.cpu_count())
+    workdir, data_dir = Path(args.workdir).resolve(), str(Path(args.data).resolve())
+    guidance = args.guidance if args.guidance is not None else diffusion.get_args([]).guidance
+    data = load_dataset(data_dir, 24, quiet=True)
+    evaluator, _ = load_or_train_evaluator(data, path=workdir / "Evaluator.pth")
+    train = to_float(data.images[data.train_idx])
+    reference = predict(evaluator, train, features=True)
+    cache_path = workdir / "results.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    floor = evaluate.calibration_rows(data, reference, evaluator, N_SAMPLES, torch.Generator().manual_seed(0))[0][0]
+    results = []
+    for name in args.configs:
+        todo = [m for m in args.minutes if f"{name}/{m:g}/{guidance:g}" not in cache]
+        if todo and name == "reference":
+            points = reference_points(data, todo, args.seed, N_SAMPLES)
+        elif todo:
+            paths = our_snapshots(name, data_dir, args.minutes, workdir, args.seed)
+            points = {m: our_point(paths[m], N_SAMPLES, args.seed, guidance) for m in todo}
+        for m in todo:
+            samples, labels, info = points[m]
+            quality = evaluate.sample_quality(samples, reference, evaluator, train, labels)
+            cache[f"{name}/{m:g}/{guidance:g}"] = dict(config=name, minutes=m, guidance=guidance, **info, **quality)
+            cache_path.write_text(json.dumps(cache, indent=1))
+            print(table([cache[f"{name}/{m:g}/{guidance:g}"]]).splitlines()[-1], flush=True)
+        results += [cache[f"{name}/{m:g}/{guidance:g}"] for m in args.minutes]
+    vae = None
+    if GENERATORS["VAE"].trained():
+        model, ckpt = GENERATORS["VAE"].load()
+        vae = evaluate.sample_quality(GENERATORS["VAE"].api.generate(model, ckpt["config"], N_SAMPLES, seed=args.seed),
+                                      reference, evaluator, train)
+    print(f"\n# Diffusion quality against CPU minutes ({datetime.date.today()}, {platform.machine()}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}): {args.data} at 24px, {N_SAMPLES} "
+          f"class-balanced samples per point, guidance {guidance:g} (reference: DDIM 50, unguided)")
+    print(f"held-out real: FD {floor['fd']:.2f}, recall {floor['recall']:.3f}"
+          + (f"; VAE: FD {vae['fd']:.2f}, recall {vae['recall']:.3f}" if vae else "") + "\n")
+    print(table(results))
+    plot_path = args.plot or ("docs/diffusion_curve.png" if set(MINUTES) <= set(args.minutes) else None)
+    if plot_path:
+        plot(results, floor, vae, plot_path)
+        print(f"\nwrote {plot_path}")
+
+
+if __name__ == "__main__":
+    main()
