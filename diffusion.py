@@ -18,26 +18,13 @@ from utils.errors import UserError
 from utils.figures import image_rows
 from utils.generators import SamplingOptions
 from utils.sampling.objectives import OBJECTIVES
+from utils.sampling.paths import Discrete, Straight, make_betas
 from utils.sampling.samplers import SAMPLERS, per_sample_noise, sample_generators
 from utils.training import distributed, run
 from utils.training.checkpoint import default_checkpoint, load_checkpoint
 from utils.training.train import EMA, EarlyStopping, Recipe
 
 CHECKPOINT = default_checkpoint("diffusion")
-
-
-# ---------------------------------------------------------------- noise schedules
-
-def make_betas(schedule, timesteps=1000):
-    """beta_t for t = 0..T-1: 'linear' (Ho et al. 2020) or 'cosine' (Nichol & Dhariwal 2021)."""
-    if schedule == "linear":
-        return torch.linspace(1e-4, 0.02, timesteps, dtype=torch.float64).float()
-    if schedule == "cosine":
-        s = 0.008
-        f = torch.cos((torch.arange(timesteps + 1, dtype=torch.float64) / timesteps + s) / (1 + s) * math.pi / 2) ** 2
-        alpha_bar = f / f[0]
-        return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=0.999).float()
-    raise ValueError(f"unknown schedule {schedule!r} (use linear or cosine)")
 
 
 # ---------------------------------------------------------------- the network
@@ -140,47 +127,42 @@ class Diffuser(nn.Module):
 
 # ---------------------------------------------------------------- the loss
 
-def q_sample(x0, ab, eps):
-    """The forward process in one jump: x_t ~ q(x_t | x0) = N(sqrt(ab) x0, (1 - ab) I)."""
-    return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+def diffusion_loss_fn(model, x0, labels, path, objective="v", min_snr=5.0, p_uncond=0.1):
+    """The training loss on images x0 in [-1, 1].
 
-
-def diffusion_loss_fn(model, x0, labels, alpha_bar, objective="v", min_snr=5.0, p_uncond=0.1):
-    """The DDPM training loss on images x0 in [-1, 1].
-
-    Noise a random timestep, x_t = sqrt(ab) x0 + sqrt(1 - ab) eps, and regress the network on the objective's
-    target (utils/sampling/objectives.py: eps as Ho et al., v as Salimans & Ho 2022, or x0). Min-SNR-gamma weighting
-    (Hang et al. 2023) stops the easy, low-noise timesteps from dominating; 0 turns it off. Labels are replaced
-    by "no class" with probability p_uncond, so one model also learns the unconditional prediction that
-    classifier-free guidance needs.
+    Noise each image at a random time of the path (utils/sampling/paths.py), x_t = a x0 + s eps, and regress
+    the network on the objective's target (utils/sampling/objectives.py: eps as Ho et al., v as Salimans & Ho
+    2022, x0, or the flow's velocity eps - x0). Min-SNR-gamma weighting (Hang et al. 2023) stops the easy,
+    low-noise times from dominating; 0 turns it off. Labels are replaced by "no class" with probability
+    p_uncond, so one model also learns the unconditional prediction that classifier-free guidance needs.
     """
     parts = OBJECTIVES[objective]
-    t = torch.randint(0, len(alpha_bar), (len(x0),), device=x0.device)
-    ab = alpha_bar.to(x0.device)[t].view(-1, 1, 1, 1)
+    t = path.training_times(len(x0), x0.device)
+    a, s = path.coefficients(t)
     eps = torch.randn_like(x0)
-    x_t = q_sample(x0, ab, eps)
     if labels is not None and model.num_classes:
         drop = torch.rand(len(labels), device=labels.device) < p_uncond
         drop = drop.view(-1, *[1] * (labels.dim() - 1))  # a multi-hot vector is dropped whole
         labels = torch.where(drop, model.null_labels(len(labels), labels.device), labels)
-    per_image = (model(x_t, t, labels) - parts.target(x0, eps, ab)).square().mean(dim=(1, 2, 3))
+    output = model(a * x0 + s * eps, path.network_time(t), labels)
+    per_image = (output - parts.target(x0, eps, a, s)).square().mean(dim=(1, 2, 3))
     if min_snr:
-        per_image = per_image * parts.snr_weight((ab / (1 - ab)).flatten(), min_snr)
+        per_image = per_image * parts.snr_weight((a / s).square().flatten(), min_snr)
     return per_image.mean()
 
 
-def eps_and_x0(output, x_t, ab, objective):
+def eps_and_x0(output, x_t, a, s, objective):
     """The network's output as (noise, clean image), with the clean image clipped to the data range."""
-    _, x0 = OBJECTIVES[objective].eps_and_x0(output, x_t, ab)
+    _, x0 = OBJECTIVES[objective].eps_and_x0(output, x_t, a, s)
     x0 = x0.clamp(-1, 1)
-    return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt(), x0
+    return (x_t - a * x0) / s, x0
 
 
-def guided_denoiser(model, alpha_bar, objective, labels=None, guidance=2.0):
+def guided_denoiser(model, path, objective, labels=None, guidance=2.0):
     """denoise(x_t, t) -> (eps, x0) for the samplers; with labels, classifier-free guidance of weight `guidance`:
     output = uncond + guidance * (cond - uncond), so 0 is unconditional and 1 purely conditional."""
     def denoise(x, t):
-        t_batch = torch.full((len(x),), t, device=x.device, dtype=torch.long)
+        t_batch = path.network_time(torch.full((len(x),), t, device=x.device))
         if labels is None or guidance == 0:   # exactly the unconditional prediction, at half the cost
             output = model(x, t_batch)
         elif guidance == 1:                   # exactly the conditional one
@@ -190,7 +172,8 @@ def guided_denoiser(model, alpha_bar, objective, labels=None, guidance=2.0):
                          torch.cat([labels, model.null_labels(len(labels), labels.device)]))
             cond, uncond = both.chunk(2)
             output = uncond + guidance * (cond - uncond)
-        return eps_and_x0(output, x, alpha_bar[t].to(x.device), objective)
+        a, s = (c.to(x.device) for c in path.coefficients(t))
+        return eps_and_x0(output, x, a, s, objective)
     return denoise
 
 
@@ -202,8 +185,11 @@ def build(config):
                     config["base"], multi_label=config.get("multi_label", False))
 
 
-def alphas_cumprod(config):
-    return torch.cumprod(1 - make_betas(config["schedule"], config["timesteps"]), 0)
+def make_path(config):
+    """The noising path of a configuration: the flow's straight one, or the DDPM chain of its schedule."""
+    if OBJECTIVES[config["objective"]].path == "straight":
+        return Straight(config.get("time_sampling", "logit-normal"))
+    return Discrete(torch.cumprod(1 - make_betas(config["schedule"], config["timesteps"]), 0), config["schedule"])
 
 
 def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None):
@@ -222,7 +208,7 @@ def sample(model, config, n, labels=None, guidance=2.0, sampler="dpm", steps=20,
 
     Sample i (counted from `first`) draws its noise from its own generator, seeded by (seed, first + i): the same
     image whatever n and the batch size. `noise`: the starting x_T (n x C x H x W) instead (interpolation)."""
-    alpha_bar = alphas_cumprod(config)
+    path = make_path(config)
     shape = (config["channels"], config["image_size"], config["image_size"])
     out = []
     for start in range(0, n, batch_size):
@@ -230,9 +216,9 @@ def sample(model, config, n, labels=None, guidance=2.0, sampler="dpm", steps=20,
         generators = sample_generators(seed, first + start, end - start)
         x = noise[start:end] if noise is not None else per_sample_noise(generators, shape)
         chunk = labels[start:end].to(device) if labels is not None else None
-        denoise = guided_denoiser(model, alpha_bar, config["objective"], chunk, guidance)
+        denoise = guided_denoiser(model, path, config["objective"], chunk, guidance)
         fresh_noise = lambda size: per_sample_noise(generators, size[1:]).to(device)  # noqa: E731
-        x = SAMPLERS[sampler](denoise, x.to(device), alpha_bar, steps, fresh_noise, trace)
+        x = SAMPLERS[sampler](denoise, x.to(device), path, steps, fresh_noise, trace)
         out.append(((x + 1) / 2).clamp(0, 1).cpu())
     return torch.cat(out)
 
@@ -314,7 +300,8 @@ def sample_grid(model, config, path, seed, device, guidance=2.0, sampler="dpm", 
         unconditional = sample(model, config, 2 * per_row, None, 0, sampler, steps, seed, device, first=len(labels))
         rows = list(conditional.split(per_row)) + list(unconditional.split(per_row))
         names += ["unconditional"] * 2
-    title = f"diffusion samples ({sampler}, {config['timesteps'] if sampler == 'ddpm' else steps} steps"
+    n_steps = len(make_path(config).ancestral_times(steps) if sampler == "ddpm" else make_path(config).sampling_times(steps))
+    title = f"diffusion samples ({sampler}, {n_steps} steps"
     title += f", guidance {guidance:g})" if config["conditional"] else ")"
     image_rows(rows, names, title, path)
 
@@ -336,7 +323,7 @@ def denoise_figure(model, config, path, seed, device, n=4, columns=10, steps=50)
         row_names += [f"{name} x_t".strip(), "predicted x0"]
     image_rows(rows, row_names, f"denoising (DDIM, {steps} steps): the noisy image x_t, and the clean image the "
                "network predicts from it", path,
-               column_labels=[f"t={frames[i][0]}" for i in keep] + ["final"])
+               column_labels=[f"t={frames[i][0]:g}" for i in keep] + ["final"])
 
 
 # ---------------------------------------------------------------- training
@@ -351,8 +338,11 @@ def get_args(argv=None):
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
     p.add_argument("--objective", choices=sorted(OBJECTIVES), default="v", help="what the network predicts")
     p.add_argument("--min-snr", type=float, default=5.0, help="min-SNR-gamma loss weighting (0: off)")
-    p.add_argument("--schedule", choices=["linear", "cosine"], default="cosine", help="noise schedule")
-    p.add_argument("--timesteps", type=int, default=1000, help="diffusion steps T")
+    p.add_argument("--schedule", choices=["linear", "cosine"], default="cosine",
+                   help="noise schedule of the DDPM objectives (eps, v, x0)")
+    p.add_argument("--timesteps", type=int, default=1000, help="diffusion steps T of the DDPM objectives")
+    p.add_argument("--time-sampling", choices=["uniform", "logit-normal"], default="logit-normal",
+                   help="how --objective flow draws its training times t in [0, 1]")
     p.add_argument("--base", type=int, default=32, help="U-Net width (channels at full resolution)")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the sampling weights")
     p.add_argument("--p-uncond", type=float, default=0.1, help="label dropout for classifier-free guidance")
@@ -374,7 +364,7 @@ def get_args(argv=None):
 
 def settings(args):
     """What a new run saves besides its data: the network's size, the diffusion process and the recipe."""
-    keys = ("unconditional", "base", "objective", "schedule", "timesteps", "min_snr", "p_uncond", "ema", "lr",
+    keys = ("unconditional", "base", "objective", "schedule", "timesteps", "time_sampling", "min_snr", "p_uncond", "ema", "lr",
             "batch_size")
     return lambda data: dict({key: getattr(args, key) for key in keys},
                              conditional=(data.multi_label or len(data.classes) > 1) and not args.unconditional)
@@ -391,11 +381,11 @@ def train(args):
     config, state, data, device = run.start(args, "diffusion", settings(args))
     model = build(config).to(device)
     ema = EMA(model, config["ema"])
-    alpha_bar = alphas_cumprod(config).to(device)
+    path = make_path(config)
     labelled = config["conditional"]
 
     def loss_fn(net, x, labels, epoch):
-        loss = diffusion_loss_fn(net, x * 2 - 1, labels if labelled else None, alpha_bar, config["objective"],
+        loss = diffusion_loss_fn(net, x * 2 - 1, labels if labelled else None, path, config["objective"],
                                  config["min_snr"], config["p_uncond"])
         return loss, loss
 
@@ -410,7 +400,7 @@ def train(args):
     kind = "objects (multi-label)" if config["multi_label"] else "classes"
     run.header([f"model      Diffuser (U-Net, base {config['base']}), {sum(p.numel() for p in model.parameters()):,} "
                 "parameters, " + (f"conditional on {len(config['classes'])} {kind}" if labelled else "unconditional"),
-                f"diffusion  {config['objective']}-prediction, {config['schedule']} schedule, T={config['timesteps']}, "
+                f"diffusion  objective {config['objective']}, {path.describe()}, "
                 f"min-SNR {config['min_snr']:g}, EMA {config['ema']}, label dropout {config['p_uncond']}",
                 f"training   adam lr {config['lr']:g}, {distributed.batch_description(config['batch_size'])}, "
                 + (f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs") + f", seed {config['seed']}"

@@ -4,10 +4,15 @@ import torch
 
 import diffusion
 import random_generation
-from diffusion import Diffuser, diffusion_loss_fn, eps_and_x0, guided_denoiser, make_betas, q_sample
+from diffusion import Diffuser, diffusion_loss_fn, eps_and_x0, guided_denoiser, make_betas
 from utils.errors import UserError
 from utils.sampling.objectives import OBJECTIVES
-from utils.sampling.samplers import SAMPLERS, timesteps_for
+from utils.sampling.paths import Discrete, Straight
+from utils.sampling.samplers import SAMPLERS
+
+
+def ddpm_path(schedule="cosine", timesteps=1000):
+    return Discrete(torch.cumprod(1 - make_betas(schedule, timesteps), 0))
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
@@ -24,13 +29,15 @@ def test_linear_schedule_endpoints_match_the_ddpm_paper():
     assert betas[0].item() == pytest.approx(1e-4) and betas[-1].item() == pytest.approx(0.02)
 
 
-def test_forward_process_statistics():
+def test_paths_coefficients():
+    a, s = ddpm_path("linear").coefficients(torch.tensor([0, 999]))
+    assert a.shape == (2, 1, 1, 1) and torch.allclose(a.square() + s.square(), torch.ones(2, 1, 1, 1))
+    a, s = Straight().coefficients(torch.tensor([0.0, 0.25, 1.0]))
+    assert a.flatten().tolist() == [1.0, 0.75, 0.0] and s.flatten().tolist() == [0.0, 0.25, 1.0]
+    assert Straight().sampling_times(4) == [1.0, 0.75, 0.5, 0.25]   # the samplers then land on t = 0
     torch.manual_seed(0)
-    x0 = torch.full((20000, 1, 1, 1), 0.6)
-    ab = torch.tensor(0.3)
-    x_t = q_sample(x0, ab, torch.randn_like(x0))
-    assert x_t.mean().item() == pytest.approx(0.6 * 0.3 ** 0.5, abs=0.02)
-    assert x_t.var().item() == pytest.approx(0.7, abs=0.02)
+    t = Straight("logit-normal").training_times(20000)
+    assert 0 < t.min() and t.max() < 1 and abs(t.mean().item() - 0.5) < 0.01 and t.std() < 0.25  # < uniform's 0.29
 
 
 class Zero(torch.nn.Module):
@@ -44,101 +51,159 @@ class Oracle(torch.nn.Module):
     """Knows the only training image x0, so it can answer every question exactly."""
     num_classes = 0
 
-    def __init__(self, x0, alpha_bar, objective):
+    def __init__(self, x0, path, objective):
         super().__init__()
-        self.x0, self.alpha_bar, self.objective = x0, alpha_bar, objective
+        self.x0, self.path, self.objective = x0, path, objective
 
     def forward(self, x, t, labels=None):
-        ab = self.alpha_bar[t].view(-1, 1, 1, 1)
-        eps = (x - ab.sqrt() * self.x0) / (1 - ab).sqrt()
-        return OBJECTIVES[self.objective].target(self.x0, eps, ab)
+        a, s = self.path.coefficients(t / 1000 if isinstance(self.path, Straight) else t)
+        eps = (x - a * self.x0) / s
+        return OBJECTIVES[self.objective].target(self.x0, eps, a, s)
+
+
+def path_of(objective):
+    return Straight() if OBJECTIVES[objective].path == "straight" else ddpm_path("cosine", 200)
 
 
 def test_loss_on_known_tensors():
-    alpha_bar = torch.cumprod(1 - make_betas("linear"), 0)
+    path = ddpm_path("linear")
     x0 = torch.rand(4, 3, 8, 8) * 2 - 1
     torch.manual_seed(0)
-    loss = diffusion_loss_fn(Zero(), x0, None, alpha_bar, objective="eps", min_snr=0)
+    loss = diffusion_loss_fn(Zero(), x0, None, path, objective="eps", min_snr=0)
     torch.manual_seed(0)
     torch.randint(0, 1000, (4,))
     assert loss.item() == pytest.approx(torch.randn_like(x0).square().mean().item(), rel=1e-6)
     torch.manual_seed(1)
-    weighted = diffusion_loss_fn(Zero(), x0, None, alpha_bar, objective="v", min_snr=5)
+    weighted = diffusion_loss_fn(Zero(), x0, None, path, objective="v", min_snr=5)
     torch.manual_seed(1)
-    ab = alpha_bar[torch.randint(0, 1000, (4,))].view(-1, 1, 1, 1)
+    ab = path.alpha_bar[torch.randint(0, 1000, (4,))].view(-1, 1, 1, 1)
     v = ab.sqrt() * torch.randn_like(x0) - (1 - ab).sqrt() * x0
     snr = (ab / (1 - ab)).flatten()
     by_hand = (v.square().mean(dim=(1, 2, 3)) * snr.clamp(max=5) / (snr + 1)).mean()
     assert weighted.item() == pytest.approx(by_hand.item(), rel=1e-5)
-    for objective in ("eps", "v"):
+    for objective in OBJECTIVES:
         for min_snr in (0, 5):
-            exact = diffusion_loss_fn(Oracle(x0, alpha_bar, objective), x0, None, alpha_bar, objective, min_snr)
+            exact = diffusion_loss_fn(Oracle(x0, path_of(objective), objective), x0, None, path_of(objective),
+                                      objective, min_snr)
             assert exact.item() < 1e-8
 
 
-def draw_with(sampler, denoise, alpha_bar, shape, steps, seed=0, trace=None):
+def test_flow_loss_on_known_tensors():
+    """Flow matching: x_t = (1 - t) x0 + t eps, target eps - x0, the network sees 1000 t."""
+    x0 = torch.rand(4, 3, 8, 8) * 2 - 1
+    seen = []
+
+    class Records(torch.nn.Module):
+        num_classes = 0
+
+        def forward(self, x, t, labels=None):
+            seen.append((x, t))
+            return torch.zeros_like(x)
+
+    torch.manual_seed(0)
+    loss = diffusion_loss_fn(Records(), x0, None, Straight("uniform"), objective="flow", min_snr=0)
+    torch.manual_seed(0)
+    t = torch.rand(4)
+    eps = torch.randn_like(x0)
+    tt = t.view(-1, 1, 1, 1)
+    assert torch.allclose(seen[0][0], (1 - tt) * x0 + tt * eps) and torch.allclose(seen[0][1], 1000 * t)
+    assert loss.item() == pytest.approx((eps - x0).square().mean().item(), rel=1e-6)
+
+
+def draw_with(sampler, denoise, path, shape, steps, seed=0, trace=None):
     g = torch.Generator().manual_seed(seed)
-    return sampler(denoise, torch.randn(shape, generator=g), alpha_bar, steps,
+    return sampler(denoise, torch.randn(shape, generator=g), path, steps,
                    lambda size: torch.randn(size, generator=g), trace)
 
 
-@pytest.mark.parametrize("objective", ["eps", "v", "x0"])
+def oracle_denoiser(x0, path, objective):
+    oracle = Oracle(x0, path, objective)
+    return lambda x, t: eps_and_x0(oracle(x, path.network_time(torch.full((len(x),), t))), x,  # noqa: E731
+                                   *path.coefficients(t), objective)
+
+
+@pytest.mark.parametrize("objective", sorted(OBJECTIVES))
 def test_samplers_recover_the_single_training_image(objective):
-    alpha_bar = torch.cumprod(1 - make_betas("cosine", 200), 0)
     x0 = torch.rand(1, 3, 4, 4) * 1.6 - 0.8
-    oracle = Oracle(x0, alpha_bar, objective)
-    denoise = lambda x, t: eps_and_x0(oracle(x, torch.full((len(x),), t)), x, alpha_bar[t], objective)  # noqa: E731
+    path = path_of(objective)
     for sampler in SAMPLERS.values():
-        assert torch.allclose(draw_with(sampler, denoise, alpha_bar, (2, 3, 4, 4), 10), x0.expand(2, -1, -1, -1),
-                              atol=1e-3)
+        assert torch.allclose(draw_with(sampler, oracle_denoiser(x0, path, objective), path, (2, 3, 4, 4), 10),
+                              x0.expand(2, -1, -1, -1), atol=1e-3)
 
 
-def gaussian_denoiser(alpha_bar, mu, sigma):
-    """The exact denoiser of data N(mu, sigma^2 I): x0's posterior mean given x_t, in closed form."""
+def gaussian_denoiser(path, mu, sigma):
+    """The exact denoiser of data N(mu, sigma^2 I) on a path x_t = a x0 + s eps: x0's posterior mean, in closed
+    form (so the exact velocity eps - x0 on the straight path, too)."""
     def denoise(x, t):
-        ab = alpha_bar[t]
-        x0 = mu + ab.sqrt() * sigma ** 2 / (ab * sigma ** 2 + 1 - ab) * (x - ab.sqrt() * mu)
-        return (x - ab.sqrt() * x0) / (1 - ab).sqrt(), x0
+        a, s = path.coefficients(t)
+        x0 = mu + a * sigma ** 2 / (a * a * sigma ** 2 + s * s) * (x - a * mu)
+        return (x - a * x0) / s, x0
     return denoise
 
 
-def flipped_ddim(denoise, x, alpha_bar, steps=50, fresh_noise=None, trace=None):
+def flipped_ddim(denoise, x, path, steps=50, fresh_noise=None, trace=None):
     """DDIM with one sign wrong: the test below must catch it."""
-    timesteps = timesteps_for(len(alpha_bar), steps)
-    for i, t in enumerate(timesteps):
+    times = path.sampling_times(steps)
+    for i, t in enumerate(times):
         eps, x0 = denoise(x, t)
-        ab_next = alpha_bar[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(1.0)
-        x = ab_next.sqrt() * x0 - (1 - ab_next).sqrt() * eps
+        a_next, s_next = path.coefficients(times[i + 1]) if i + 1 < len(times) else (1.0, 0.0)
+        x = a_next * x0 - s_next * eps
     return x
 
 
-def reproduces_the_data(sampler, steps):
-    alpha_bar = torch.cumprod(1 - make_betas("cosine", 1000), 0)
+def reproduces_the_data(sampler, steps, path=None):
+    path = path or ddpm_path()
     mu, sigma = 0.3, 0.5
-    x = draw_with(sampler, gaussian_denoiser(alpha_bar, mu, sigma), alpha_bar, (20000, 1, 1, 1), steps)
+    x = draw_with(sampler, gaussian_denoiser(path, mu, sigma), path, (20000, 1, 1, 1), steps)
     return abs(x.mean().item() - mu) < 0.02 and abs(x.std().item() / sigma - 1) < 0.03
 
 
-@pytest.mark.parametrize("name", ["ddpm", "ddim", "dpm"])
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_samplers_reproduce_gaussian_data_with_its_exact_denoiser(name):
     assert reproduces_the_data(SAMPLERS[name], 100)   # the ODE samplers' step error: about 1 % of sigma at 100
+    assert reproduces_the_data(SAMPLERS[name], 100, Straight())
 
 
 def test_a_wrong_sign_in_ddim_fails_the_gaussian_test():
     assert reproduces_the_data(SAMPLERS["ddim"], 100) and not reproduces_the_data(flipped_ddim, 100)
+    assert not reproduces_the_data(flipped_ddim, 100, Straight())
+
+
+def test_euler_on_the_straight_path_is_eulers_method_in_t():
+    path, mu, sigma = Straight(), 0.3, 0.5
+    denoise = gaussian_denoiser(path, mu, sigma)
+    x = start = torch.randn(50, 1, 1, 1, generator=torch.Generator().manual_seed(0))
+    times = path.sampling_times(8) + [0.0]
+    for t, t_next in zip(times, times[1:]):
+        eps, x0 = denoise(x, t)
+        x = x + (t_next - t) * (eps - x0)                        # dx/dt = the velocity eps - x0
+    assert torch.allclose(SAMPLERS["euler"](denoise, start, path, 8), x, atol=1e-6)
+
+
+def test_heun_is_second_order_on_the_straight_path():
+    """With the exact velocity field of Gaussian data the ODE's solution is known: x0 = mu + sigma * x1 (the
+    flow maps quantiles to quantiles). Heun's error must fall about 4x when its steps double; Euler's, 2x."""
+    path, mu, sigma = Straight(), 0.3, 0.5
+    start = torch.linspace(-2, 2, 9).view(-1, 1, 1, 1)
+    error = lambda name, steps: (SAMPLERS[name](gaussian_denoiser(path, mu, sigma), start, path, steps)  # noqa: E731
+                                 - (mu + sigma * start)).abs().max().item()
+    assert error("heun", 8) / error("heun", 16) > 3.0
+    assert 1.5 < error("euler", 8) / error("euler", 16) < 2.5
+    assert error("heun", 8) < error("euler", 15)                  # fewer network calls, smaller error
 
 
 def test_dpm_solver_and_ddim_solve_the_same_ode():
     torch.manual_seed(0)
     model = Diffuser(8, 3, base=8, mults=(1, 2)).eval()
     torch.nn.init.normal_(model.head[-1].weight, std=0.05)
-    alpha_bar = torch.cumprod(1 - make_betas("cosine", 1000), 0)
-    denoise = guided_denoiser(model, alpha_bar, "v")
-    draw = lambda name, steps: draw_with(SAMPLERS[name], denoise, alpha_bar, (2, 3, 8, 8), steps)  # noqa: E731
-    fine = draw("ddim", 500)
-    assert (draw("dpm", 500) - fine).abs().max() < 0.02
-    # Second order: at 10 steps the solver is closer to the converged answer than DDIM.
-    assert (draw("dpm", 10) - fine).abs().mean() < (draw("ddim", 10) - fine).abs().mean()
+    for path, objective in [(ddpm_path(), "v"), (Straight(), "flow")]:
+        denoise = guided_denoiser(model, path, objective)
+        draw = lambda name, steps: draw_with(SAMPLERS[name], denoise, path, (2, 3, 8, 8), steps)  # noqa: E731
+        fine = draw("ddim", 500)
+        assert (draw("dpm", 500) - fine).abs().max() < 0.02 and (draw("heun", 250) - fine).abs().max() < 0.02
+        # Second order: at 10 steps the solvers are closer to the converged answer than DDIM.
+        assert (draw("dpm", 10) - fine).abs().mean() < (draw("ddim", 10) - fine).abs().mean()
+        assert (draw("heun", 10) - fine).abs().mean() < (draw("ddim", 10) - fine).abs().mean()
 
 
 def test_min_snr_weights_by_hand():
@@ -147,23 +212,27 @@ def test_min_snr_weights_by_hand():
     assert OBJECTIVES["eps"].snr_weight(snr, 5).tolist() == pytest.approx([1.0, 1.0, 0.25])
     assert OBJECTIVES["v"].snr_weight(snr, 5).tolist() == pytest.approx([0.5, 5 / 6, 5 / 21])
     assert OBJECTIVES["x0"].snr_weight(snr, 5).tolist() == pytest.approx([1.0, 5.0, 5.0])
+    # flow at t = 1/2, 1/3, 1/5 (snr = ((1 - t) / t)^2 = 1, 4, 16): min(snr, 5) t^2
+    assert OBJECTIVES["flow"].snr_weight(torch.tensor([1.0, 4.0, 16.0]), 5).tolist() == pytest.approx(
+        [1 / 4, 4 / 9, 5 / 25])
 
 
 def test_a_new_objective_plugs_in_without_edits(monkeypatch):
     class Halved:
         """Predicts x0 / 2: nothing else in the code base knows it."""
-        def target(self, x0, eps, ab):
+        path = "discrete"
+
+        def target(self, x0, eps, a, s):
             return x0 / 2
 
-        def eps_and_x0(self, output, x_t, ab):
+        def eps_and_x0(self, output, x_t, a, s):
             x0 = 2 * output
-            return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt(), x0
+            return (x_t - a * x0) / s, x0
 
         def snr_weight(self, snr, gamma):
             return snr.clamp(max=gamma)
 
     monkeypatch.setitem(OBJECTIVES, "halved", Halved())
-    alpha_bar = torch.cumprod(1 - make_betas("cosine", 50), 0)
     x0 = torch.rand(1, 3, 4, 4) * 1.6 - 0.8
 
     class Knows(torch.nn.Module):
@@ -171,7 +240,7 @@ def test_a_new_objective_plugs_in_without_edits(monkeypatch):
 
         def forward(self, x, t, labels=None):
             return (x0 / 2).expand(len(x), -1, -1, -1)
-    assert diffusion_loss_fn(Knows(), x0, None, alpha_bar, objective="halved").item() < 1e-12
+    assert diffusion_loss_fn(Knows(), x0, None, ddpm_path("cosine", 50), objective="halved").item() < 1e-12
     config = dict(schedule="cosine", timesteps=50, objective="halved", channels=3, image_size=4)
     images = diffusion.sample(Knows(), config, 3, None, 0, "dpm", 5, seed=0)
     assert torch.allclose(images, ((x0 + 1) / 2).expand(3, -1, -1, -1), atol=1e-5)
@@ -188,22 +257,22 @@ def test_guidance_weights():
     torch.manual_seed(0)
     model = Diffuser(8, 3, num_classes=3, base=8, mults=(1, 2)).eval()
     torch.nn.init.normal_(model.head[-1].weight, std=0.1)        # the zero-initialised head would hide labels
-    alpha_bar = torch.cumprod(1 - make_betas("cosine", 100), 0)
     x, labels = torch.randn(2, 3, 8, 8), torch.tensor([0, 2])
-    t = torch.full((2,), 40)
-    with torch.no_grad():
-        cond, uncond = model(x, t, labels), model(x, t)
-        for w in (0.0, 1.0, 3.0):
-            eps, x0 = guided_denoiser(model, alpha_bar, "v", labels, w)(x, 40)
-            assert torch.allclose((eps, x0)[0], eps_and_x0(uncond + w * (cond - uncond), x, alpha_bar[40], "v")[0],
-                                  atol=1e-5)
-    assert not torch.allclose(cond, uncond)
+    for path, objective, t in [(ddpm_path("cosine", 100), "v", 40), (Straight(), "flow", 0.4)]:
+        net_t = path.network_time(torch.full((2,), t))
+        with torch.no_grad():
+            cond, uncond = model(x, net_t, labels), model(x, net_t)
+            for w in (0.0, 1.0, 3.0):
+                eps, x0 = guided_denoiser(model, path, objective, labels, w)(x, t)
+                expected = eps_and_x0(uncond + w * (cond - uncond), x, *path.coefficients(t), objective)
+                assert torch.allclose(eps, expected[0], atol=1e-5) and torch.allclose(x0, expected[1], atol=1e-5)
+        assert not torch.allclose(cond, uncond)
 
 
 def test_overfitting_eight_images_drives_the_loss_down():
     torch.manual_seed(0)
     model = Diffuser(16, 3, num_classes=0, base=16, mults=(1, 2))
-    alpha_bar = torch.cumprod(1 - make_betas("cosine"), 0)
+    path = ddpm_path()
     from utils.data.synthetic import synthetic_flowers
     x0 = synthetic_flowers(n_per_class=3, image_size=16)[0][:8].float() / 127.5 - 1
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -211,11 +280,11 @@ def test_overfitting_eight_images_drives_the_loss_down():
     def fixed_noise_loss():
         with torch.random.fork_rng(), torch.no_grad():
             torch.manual_seed(123)
-            return sum(diffusion_loss_fn(model, x0, None, alpha_bar).item() for _ in range(8))
+            return sum(diffusion_loss_fn(model, x0, None, path).item() for _ in range(8))
 
     before = fixed_noise_loss()
     for _ in range(150):
-        loss = diffusion_loss_fn(model, x0, None, alpha_bar)
+        loss = diffusion_loss_fn(model, x0, None, path)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -241,10 +310,11 @@ def test_train_command_and_checkpoint(tiny_flowers, workdir, capsys):
     assert any(not torch.equal(saved["ema"][k], saved["model"][k]) for k in saved["ema"])  # EMA is its own copy
 
 
-def test_resume_matches_an_uninterrupted_run(tiny_flowers, workdir):
-    run_diffusion(tiny_flowers, "--epochs", "2", "--seed", "5")
+@pytest.mark.parametrize("objective", ["v", "flow"])
+def test_resume_matches_an_uninterrupted_run(tiny_flowers, workdir, objective):
+    run_diffusion(tiny_flowers, "--epochs", "2", "--seed", "5", "--objective", objective)
     straight = torch.load("models/last_diffusion.pth", weights_only=True)["state"]["history"]
-    run_diffusion(tiny_flowers, "--epochs", "1", "--seed", "5")
+    run_diffusion(tiny_flowers, "--epochs", "1", "--seed", "5", "--objective", objective)
     run_diffusion(tiny_flowers, "--epochs", "2", "--seed", "5", "--resume")
     resumed = torch.load("models/last_diffusion.pth", weights_only=True)["state"]["history"]
     assert [h["train_loss"] for h in resumed] == pytest.approx([h["train_loss"] for h in straight], rel=1e-5)

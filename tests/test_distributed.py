@@ -60,10 +60,11 @@ def test_two_processes_match_one_process_with_twice_the_batch(tiny_flowers, work
 
 def test_diffusion_under_torchrun(tiny_flowers, workdir):
     result = torchrun("diffusion.py", "--data", str(tiny_flowers), "--minutes", "0", "--epochs", "1", "--steps", "2",
-                      "--film-steps", "2", "--base", "8", "--batch-size", "8", "--preview-every", "0", cwd=workdir)
+                      "--film-steps", "2", "--base", "8", "--batch-size", "8", "--preview-every", "0", "--objective", "flow",
+                      cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("model      Diffuser") == 1 and "batch 16 (2 processes x 8)" in result.stdout
     assert sorted(p.name for p in (workdir / "models").iterdir()) == ["Best_diffusion.pth", "last_diffusion.pth"]
     saved = torch.load(workdir / "models/Best_diffusion.pth", weights_only=True)
     assert not any(k.startswith(("module.", "model.")) for k in list(saved["model"]) + list(saved["ema"]))
-    assert (workdir / "vis/random_images_diffusion.png").exists()
+    assert (workdir / "vis/random_images_diffusion.png").exists() and "objective flow, straight path" in result.stdout

@@ -8,6 +8,7 @@ import diffusion
 import evaluate
 import random_generation
 from diffusion import Diffuser, diffusion_loss_fn, guided_denoiser, make_betas
+from utils.sampling.paths import Discrete
 from utils.data.dataset import load_dataset
 from utils.errors import UserError
 from utils.data.multilabel import label_set_scores, parse_label_set, read_labels
@@ -56,7 +57,7 @@ def test_guidance_drops_the_whole_object_set():
     torch.manual_seed(0)
     model = Diffuser(8, 3, num_classes=4, base=8, mults=(1, 2), multi_label=True).eval()
     torch.nn.init.normal_(model.head[-1].weight, std=0.1)
-    alpha_bar = torch.cumprod(1 - make_betas("cosine", 100), 0)
+    alpha_bar = Discrete(torch.cumprod(1 - make_betas("cosine", 100), 0))
     x, labels = torch.randn(2, 3, 8, 8), torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 0]])
     t = torch.full((2,), 40)
     with torch.no_grad():

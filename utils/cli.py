@@ -65,10 +65,10 @@ def add_sampling_flags(p, what):
     """--guidance, --sampler and --steps: how a diffusion model draws its samples."""
     p.add_argument("--guidance", type=float, default=2.0,
                    help=f"classifier-free guidance weight of {what} (0 unconditional, 1 conditional, more is sharper)")
-    p.add_argument("--sampler", choices=["dpm", "ddim", "ddpm"], default="dpm",
-                   help="deterministic DPM-Solver++(2M) (as good as DDIM in fewer steps) or DDIM, or ancestral DDPM "
-                        "through all T steps")
-    p.add_argument("--steps", type=int, default=20, help="steps of the dpm or ddim sampler")
+    p.add_argument("--sampler", choices=["dpm", "ddim", "euler", "heun", "ddpm"], default="dpm",
+                   help="deterministic DPM-Solver++(2M) (as good as DDIM in fewer steps), DDIM (= Euler), Heun "
+                        "(second order, two network calls a step), or ancestral DDPM (all T steps of a DDPM model)")
+    p.add_argument("--steps", type=int, default=20, help="steps of the deterministic samplers (and of ddpm for flow)")
 
 
 def precision_for(flag, device):

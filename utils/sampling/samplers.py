@@ -1,12 +1,15 @@
-"""Samplers for diffusion, kept apart from the network and the objective.
+"""Samplers for diffusion and flow models, kept apart from the network and the objective.
 
-Every sampler has one signature, sampler(denoise, x, alpha_bar, steps, fresh_noise=None, trace=None): `x` is the
-starting noise x_T (drawn by the caller, per sample, so that sample i does not depend on its batch),
-`denoise(x_t, t) -> (eps, x0)` is the network's prediction of the noise and the clean image at integer
-timestep t (0 = least noisy), whatever objective it was trained with, and `alpha_bar` is the noise schedule.
+Every sampler has one signature, sampler(denoise, x, path, steps, fresh_noise=None, trace=None): `x` is the
+starting noise (drawn by the caller, per sample, so that sample i does not depend on its batch),
+`denoise(x_t, t) -> (eps, x0)` is the network's prediction of the noise and the clean image at the path's time t,
+whatever objective it was trained with, and `path` (paths.py) gives x_t = a(t) x0 + s(t) eps and the time grid.
 `fresh_noise(shape)` gives the stochastic sampler its noise (again per sample); `trace(t, x_t, x0)` sees every step.
+Every sampler ends on the clean image (a = 1, s = 0).
 """
 import torch
+
+CLEAN = (torch.tensor(1.0), torch.tensor(0.0))   # (a, s) after the last step
 
 
 def sample_generators(seed, first, n):
@@ -19,73 +22,86 @@ def per_sample_noise(generators, shape):
     return torch.stack([torch.randn(shape, generator=g) for g in generators])
 
 
-def timesteps_for(num_timesteps, steps):
-    """`steps` timesteps from T-1 down to 0, evenly spaced (never repeated, even if steps > T)."""
-    return torch.linspace(num_timesteps - 1, 0, steps).round().long().unique_consecutive().tolist()
-
-
-def alpha_bar_after(alpha_bar, timesteps, i):
-    """alpha_bar of the step after the i-th: 1 (no noise) after the last."""
-    return alpha_bar[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.tensor(1.0, dtype=alpha_bar.dtype)
+def steps_of(path, times):
+    """(t, the next time, t's (a, s), the next time's (a, s)) for each step of a time grid; after the last step
+    comes the clean image (time None)."""
+    coefficients = [path.coefficients(t) for t in times] + [CLEAN]
+    return zip(times, times[1:] + [None], coefficients, coefficients[1:])
 
 
 @torch.no_grad()
-def ddim_sample(denoise, x, alpha_bar, steps=50, fresh_noise=None, trace=None):
-    """Deterministic DDIM (Song et al. 2021, eta = 0): the starting noise fixes the image."""
-    timesteps = timesteps_for(len(alpha_bar), steps)
-    for i, t in enumerate(timesteps):
+def ddim_sample(denoise, x, path, steps=50, fresh_noise=None, trace=None):
+    """Deterministic DDIM (Song et al. 2021, eta = 0): x_next = a_next x0 + s_next eps. It is Euler's method on
+    the probability-flow ODE in x/a against s/a (Karras et al. 2022), and on the straight path Euler's method
+    in t itself: x + (t_next - t)(eps - x0)."""
+    for t, _, _, (a_next, s_next) in steps_of(path, path.sampling_times(steps)):
         eps, x0 = denoise(x, t)
         if trace is not None:
             trace(t, x, x0)
-        ab_next = alpha_bar_after(alpha_bar, timesteps, i)
-        x = ab_next.sqrt() * x0 + (1 - ab_next).sqrt() * eps
+        x = a_next * x0 + s_next * eps
     return x
 
 
 @torch.no_grad()
-def ddpm_sample(denoise, x, alpha_bar, steps=None, fresh_noise=None, trace=None):
-    """Ancestral sampling (Ho et al. 2020) through all T timesteps, whatever `steps` says: from the posterior
-    q(x_s | x_t, x0) of each step, with fresh noise added at every step but the last."""
-    timesteps = timesteps_for(len(alpha_bar), len(alpha_bar))
-    for i, t in enumerate(timesteps):
+def heun_sample(denoise, x, path, steps=10, fresh_noise=None, trace=None):
+    """Heun's second-order method (as in Karras et al. 2022) on the same ODE, written for the clean-image
+    prediction: y = x/s moves along rho = a/s with dy/drho = x0, which stays finite at pure noise (a = 0).
+    Each step takes a DDIM step, asks the network again there and averages the two predictions; the last step
+    lands on the clean prediction. 2 * steps - 1 network evaluations."""
+    for t, t_next, (a, s), (a_next, s_next) in steps_of(path, path.sampling_times(steps)):
+        eps, x0 = denoise(x, t)
+        if trace is not None:
+            trace(t, x, x0)
+        if t_next is None:
+            return x0
+        _, x0_there = denoise(a_next * x0 + s_next * eps, t_next)
+        x = s_next * (x / s + (a_next / s_next - a / s) * (x0 + x0_there) / 2)
+    return x
+
+
+@torch.no_grad()
+def ddpm_sample(denoise, x, path, steps=None, fresh_noise=None, trace=None):
+    """Ancestral sampling (Ho et al. 2020) through every step of a DDPM path (`steps` of a continuous one): from
+    the posterior q(x_s | x_t, x0) of each step, with fresh noise added at every step but the last. Worked in
+    the variance-preserving scale x / sqrt(a^2 + s^2), which is the DDPM process itself for a DDPM path."""
+    for t, t_next, (a, s), (a_next, s_next) in steps_of(path, path.ancestral_times(steps)):
         _, x0 = denoise(x, t)
         if trace is not None:
             trace(t, x, x0)
-        ab_t, ab_s = alpha_bar[t], alpha_bar_after(alpha_bar, timesteps, i)
+        r, r_next = (a * a + s * s).sqrt(), (a_next * a_next + s_next * s_next).sqrt()
+        ab_t, ab_s = (a / r) ** 2, (a_next / r_next) ** 2
         beta = 1 - ab_t / ab_s                            # the noise added between s and t
-        x = (ab_s.sqrt() * beta * x0 + (ab_t / ab_s).sqrt() * (1 - ab_s) * x) / (1 - ab_t)
-        if i + 1 < len(timesteps):
+        x = (ab_s.sqrt() * beta * x0 + (ab_t / ab_s).sqrt() * (1 - ab_s) * x / r) / (1 - ab_t)
+        if t_next is not None:
             x = x + (beta * (1 - ab_s) / (1 - ab_t)).sqrt() * fresh_noise(x.shape)
+        x = r_next * x
     return x
 
 
 @torch.no_grad()
-def dpm_solver_sample(denoise, x, alpha_bar, steps=20, fresh_noise=None, trace=None):
+def dpm_solver_sample(denoise, x, path, steps=20, fresh_noise=None, trace=None):
     """DPM-Solver++(2M) (Lu et al. 2022): a second-order multistep solver of the same ODE as DDIM.
 
-    It works in the half-log-SNR lambda = log(alpha / sigma) and extrapolates the clean-image prediction
+    It works in the half-log-SNR lambda = log(a / s) and extrapolates the clean-image prediction
     from the last two steps, so it reaches DDIM's quality in fewer network evaluations.
     """
-    timesteps = timesteps_for(len(alpha_bar), steps)
-    alpha, sigma = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
-    lam = torch.log(alpha / sigma)
     x0_prev, h_prev = None, None
-    for i, t in enumerate(timesteps):
+    for t, t_next, (a, s), (a_next, s_next) in steps_of(path, path.sampling_times(steps)):
         _, x0 = denoise(x, t)
         if trace is not None:
             trace(t, x, x0)
-        if i + 1 == len(timesteps):
+        if t_next is None:
             return x0                                  # the last step lands on the clean prediction
-        s = timesteps[i + 1]
-        h = lam[s] - lam[t]
+        h = torch.log(a_next / s_next) - torch.log(a / s)
         if x0_prev is None:
             d = x0                                     # first step: first order (= DDIM)
         else:
             r = h_prev / h
             d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
-        x = (sigma[s] / sigma[t]) * x - alpha[s] * torch.expm1(-h) * d
+        x = (s_next / s) * x - a_next * torch.expm1(-h) * d
         x0_prev, h_prev = x0, h
     return x
 
 
-SAMPLERS = {"ddim": ddim_sample, "ddpm": ddpm_sample, "dpm": dpm_solver_sample}
+SAMPLERS = {"ddim": ddim_sample, "euler": ddim_sample, "heun": heun_sample, "ddpm": ddpm_sample,
+            "dpm": dpm_solver_sample}
