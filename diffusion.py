@@ -74,10 +74,11 @@ class Diffuser(nn.Module):
     is a multi-hot vector over num_classes objects, embedded linearly; the zero vector means "no condition".
     """
 
-    def __init__(self, image_size=24, channels=3, num_classes=0, base=32, mults=(1, 2, 3), multi_label=False):
+    def __init__(self, image_size=24, channels=3, num_classes=0, base=32, mults=(1, 2, 3), multi_label=False,
+                 patch=1):
         super().__init__()
-        if image_size % 2 ** (len(mults) - 1):
-            raise ValueError(f"image size must be a multiple of {2 ** (len(mults) - 1)}, got {image_size}")
+        if image_size % (patch * 2 ** (len(mults) - 1)):
+            raise ValueError(f"image size must be a multiple of {patch * 2 ** (len(mults) - 1)}, got {image_size}")
         self.image_size, self.channels, self.num_classes, self.base = image_size, channels, num_classes, base
         self.multi_label = multi_label
         emb_dim = 4 * base
@@ -88,7 +89,10 @@ class Diffuser(nn.Module):
         else:
             self.class_emb = nn.Linear(num_classes, emb_dim, bias=False) if multi_label else \
                 nn.Embedding(num_classes + 1, emb_dim)
-        self.stem = nn.Conv2d(channels, base, 3, padding=1)
+        # patch > 1: the U-Net works on patch x patch blocks of pixels stacked as channels (pixel unshuffle), so its
+        # first level runs at 1/patch of the resolution, for 1/patch^2 of the convolutions' cost.
+        self.unshuffle, self.shuffle = nn.PixelUnshuffle(patch), nn.PixelShuffle(patch)
+        self.stem = nn.Conv2d(channels * patch ** 2, base, 3, padding=1)
         self.down = nn.ModuleList(ResBlock(c_in, c_out, emb_dim) for c_in, c_out in zip([base] + widths, widths))
         self.downsample = nn.ModuleList(nn.Conv2d(c, c, 3, stride=2, padding=1) for c in widths[:-1])
         self.mid = nn.ModuleList([ResBlock(widths[-1], widths[-1], emb_dim), ResBlock(widths[-1], widths[-1], emb_dim)])
@@ -96,7 +100,7 @@ class Diffuser(nn.Module):
         ups = list(zip(reversed(widths), [widths[-1]] + list(reversed(widths))[:-1]))
         self.up = nn.ModuleList(ResBlock(c_prev + c, c, emb_dim) for c, c_prev in ups)
         self.upsample = nn.ModuleList(nn.Conv2d(c, c, 3, padding=1) for c in list(reversed(widths))[:-1])
-        self.head = nn.Sequential(nn.GroupNorm(8, base), nn.SiLU(), nn.Conv2d(base, channels, 3, padding=1))
+        self.head = nn.Sequential(nn.GroupNorm(8, base), nn.SiLU(), nn.Conv2d(base, channels * patch ** 2, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)  # start by predicting zero: a stable first step
         nn.init.zeros_(self.head[-1].bias)
 
@@ -105,7 +109,7 @@ class Diffuser(nn.Module):
         if self.class_emb is not None:
             labels = labels if labels is not None else self.null_labels(len(t), t.device)
             emb = emb + self.class_emb(labels)
-        h, skips = self.stem(x), []
+        h, skips = self.stem(self.unshuffle(x)), []
         for i, block in enumerate(self.down):
             h = block(h, emb)
             skips.append(h)
@@ -116,7 +120,7 @@ class Diffuser(nn.Module):
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2, mode="nearest"))
-        return self.head(h)
+        return self.shuffle(self.head(h))
 
     def null_labels(self, n, device):
         """The "no condition" label of n images: class index num_classes, or the empty object set."""
@@ -182,7 +186,7 @@ def guided_denoiser(model, path, objective, labels=None, guidance=2.0):
 def build(config):
     """A fresh network from a configuration (a checkpoint's, or a new run's)."""
     return Diffuser(config["image_size"], config["channels"], len(config["classes"]) if config["conditional"] else 0,
-                    config["base"], multi_label=config.get("multi_label", False))
+                    config["base"], multi_label=config.get("multi_label", False), patch=config.get("patch", 1))
 
 
 def make_path(config):
@@ -279,13 +283,13 @@ def interpolation(model, ckpt, seed, device, options=SamplingOptions(), conditio
     return path
 
 
-def evaluation_samples(model, config, n, seed, device, label_sets=None, guidance=2.0, sampler="dpm", steps=20):
+def evaluation_samples(model, config, n, seed, device, label_sets=None, options=SamplingOptions()):
     """Class-balanced conditional samples (with their labels) or unconditional ones, for evaluate.py.
     A multi-label model draws the given label sets (the validation split's) in turn."""
     labels = balanced_labels(len(config["classes"]), n) if config["conditional"] else None
     if config.get("multi_label"):
         labels = label_sets[balanced_labels(len(label_sets), n)]
-    return sample(model, config, n, labels, guidance, sampler, steps, seed, device), labels
+    return generate(model, config, n, labels, seed, device, options), labels
 
 
 def sample_grid(model, config, path, seed, device, guidance=2.0, sampler="dpm", steps=20, per_row=10):
@@ -336,6 +340,9 @@ def get_args(argv=None):
     p.add_argument("--batch-size", type=int, default=64,
                    help="images per step; per process under torchrun (the step sees N times it)")
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
+    p.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up")
+    p.add_argument("--lr-decay", choices=["none", "cosine", "linear"], default="none",
+                   help="the learning rate's fall to zero at the end of the --minutes budget (or of --epochs)")
     p.add_argument("--objective", choices=sorted(OBJECTIVES), default="v", help="what the network predicts")
     p.add_argument("--min-snr", type=float, default=5.0, help="min-SNR-gamma loss weighting (0: off)")
     p.add_argument("--schedule", choices=["linear", "cosine"], default="cosine",
@@ -343,7 +350,10 @@ def get_args(argv=None):
     p.add_argument("--timesteps", type=int, default=1000, help="diffusion steps T of the DDPM objectives")
     p.add_argument("--time-sampling", choices=["uniform", "logit-normal"], default="logit-normal",
                    help="how --objective flow draws its training times t in [0, 1]")
-    p.add_argument("--base", type=int, default=32, help="U-Net width (channels at full resolution)")
+    p.add_argument("--base", type=int, default=32, help="U-Net width (channels at its first level)")
+    p.add_argument("--patch", type=int, default=1,
+                   help="pixels per side of the blocks the U-Net sees as one position (2: its first level at half "
+                        "the resolution, a quarter of the cost)")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the sampling weights")
     p.add_argument("--p-uncond", type=float, default=0.1, help="label dropout for classifier-free guidance")
     p.add_argument("--unconditional", action="store_true", help="ignore the class labels")
@@ -353,19 +363,20 @@ def get_args(argv=None):
     run.add_run_flags(p, CHECKPOINT)
     args = run.parse(p, argv)
     args.image_size = args.image_size or 24
-    if args.image_size % 4:
-        cli.fail(f"--image-size must be a multiple of 4, got {args.image_size}")
+    if args.patch < 1 or args.image_size % (4 * args.patch):
+        cli.fail(f"--image-size must be a multiple of 4 x --patch ({4 * max(args.patch, 1)}), got {args.image_size}")
     if args.base < 8 or args.base % 8:
         cli.fail(f"--base must be a multiple of 8 (GroupNorm uses 8 groups), got {args.base}")
-    if min(args.steps, args.film_steps, args.batch_size, args.timesteps) < 1 or args.minutes < 0:
-        cli.fail("--steps, --film-steps, --batch-size and --timesteps must be at least 1, --minutes at least 0")
+    if min(args.steps, args.film_steps, args.batch_size, args.timesteps) < 1 or min(args.minutes, args.warmup) < 0:
+        cli.fail("--steps, --film-steps, --batch-size and --timesteps must be at least 1, --minutes and --warmup "
+                 "at least 0")
     return args
 
 
 def settings(args):
     """What a new run saves besides its data: the network's size, the diffusion process and the recipe."""
-    keys = ("unconditional", "base", "objective", "schedule", "timesteps", "time_sampling", "min_snr", "p_uncond", "ema", "lr",
-            "batch_size")
+    keys = ("unconditional", "base", "patch", "objective", "schedule", "timesteps", "time_sampling", "min_snr", "p_uncond",
+            "ema", "lr", "warmup", "lr_decay", "batch_size")
     return lambda data: dict({key: getattr(args, key) for key in keys},
                              conditional=(data.multi_label or len(data.classes) > 1) and not args.unconditional)
 
@@ -396,13 +407,17 @@ def train(args):
 
     recipe = Recipe(torch.optim.Adam(model.parameters(), lr=config["lr"]), args.epochs, config["batch_size"],
                     early_stopping=EarlyStopping(patience=None), ema=ema, minutes=args.minutes or None,
-                    augment=config["augment"], precision=args.precision, compile=args.compile, seed=config["seed"])
+                    augment=config["augment"], precision=args.precision, compile=args.compile, seed=config["seed"],
+                    warmup=config.get("warmup", 0), decay=config.get("lr_decay", "none"))
     kind = "objects (multi-label)" if config["multi_label"] else "classes"
     run.header([f"model      Diffuser (U-Net, base {config['base']}), {sum(p.numel() for p in model.parameters()):,} "
                 "parameters, " + (f"conditional on {len(config['classes'])} {kind}" if labelled else "unconditional"),
                 f"diffusion  objective {config['objective']}, {path.describe()}, "
                 f"min-SNR {config['min_snr']:g}, EMA {config['ema']}, label dropout {config['p_uncond']}",
-                f"training   adam lr {config['lr']:g}, {distributed.batch_description(config['batch_size'])}, "
+                f"training   adam lr {config['lr']:g}"
+                + (f" ({config['warmup']} warm-up steps, {config['lr_decay']} decay)" if config.get("warmup") or
+                   config.get("lr_decay", "none") != "none" else "")
+                + f", {distributed.batch_description(config['batch_size'])}, "
                 + (f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs") + f", seed {config['seed']}"
                 + (", augmented (flips, crops)" if config["augment"] else "")], data, args, device, state)
     history = run.train(model, loss_fn, data, recipe, args, config, state, device, "loss (weighted squared error)",

@@ -24,6 +24,7 @@ from utils.data.multilabel import label_set_scores
 from utils.errors import UserError
 from utils.evaluation import metrics
 from utils.evaluation.evaluator import decide, load_or_train_evaluator, predict
+from utils.evaluation.table import markdown_table
 from utils.figures import image_rows
 from utils.generators import GENERATORS
 from utils.training.checkpoint import load_checkpoint
@@ -160,23 +161,9 @@ def samples_row(folder, data, reference, evaluator):
     return dict(row=str(folder), status="samples folder", **sample_quality(images, reference, evaluator, train, labels))
 
 
-COLUMNS = [("n", "n", "{:d}"), ("fd", "FD ↓", "{:.2f}"), ("kid", "KID ↓", "{:.4f}"),
-           ("precision", "precision ↑", "{:.3f}"), ("recall", "recall ↑", "{:.3f}"),
-           ("nn_distance", "NN dist to train", "{:.2f}"), ("class_accuracy", "class acc", "{:.1%}"),
-           ("label_f1", "object F1", "{:.3f}"), ("exact_set_accuracy", "exact set", "{:.1%}"),
-           ("mse", "recon MSE ↓", "{:.5f}"), ("psnr", "PSNR dB ↑", "{:.2f}"), ("ssim", "SSIM ↑", "{:.3f}"),
-           ("compression", "compression", "{:.0f}x")]
-
-
 def markdown(rows, settings):
-    columns = [c for c in COLUMNS if any(c[0] in row for row in rows)]  # no column that every row leaves empty
-    lines = ["# Evaluation report", "", *(f"- {k}: {v}" for k, v in settings.items()), "",
-             "| row | " + " | ".join(title for _, title, _ in columns) + " | status |",
-             "|---" * (len(columns) + 2) + "|"]
-    for row in rows:
-        cells = [fmt.format(row[key]) if key in row else "—" for key, _, fmt in columns]
-        lines.append(f"| {row['row']} | " + " | ".join(cells) + f" | {row['status']} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(["# Evaluation report", "", *(f"- {k}: {v}" for k, v in settings.items()), "",
+                      markdown_table(rows)]) + "\n"
 
 
 def main(argv=None):

@@ -7,19 +7,23 @@ Each step is the command the handout asks for, with its output redirected into l
     python train_script.py --model VAE > log/train_VAE.out
     python visualization.py --model MLPAE|AE|VAE
     python diffusion.py > log/train_diffusion.out       (Part 4: about 16 minutes of the total)
-    python random_generation.py --model AE|VAE|diffusion
+    python random_generation.py --model AE|VAE|diffusion [--interpolate]
+    python evaluate.py > log/evaluate.out                   (vis/report.md, vis/report.json)
+and then writes diffusion_report.md (the bonus report) and vis/index.html (every result on one page).
 """
 import contextlib
 import time
 from pathlib import Path
 
 import diffusion
+import evaluate
 import random_generation
 import train_script
 import visualization
 from utils import cli
 from utils.data.dataset import resolve_source
 from utils.generators import GENERATORS
+from utils.lab_report import diffusion_report, index_page
 
 # (log, trainer, flags): the handout's training commands in its order.
 TRAINING = [
@@ -31,13 +35,16 @@ TRAINING = [
     ("log/train_VAE.out", train_script, ["--model", "VAE"]),
     ("log/train_diffusion.out", diffusion, []),
 ]
-FIGURES = [(visualization, name) for name, kind in GENERATORS.items() if kind.reconstructs] + \
-          [(random_generation, name) for name, kind in GENERATORS.items() if kind.samples]
+FIGURES = [(visualization, ["--model", name]) for name, kind in GENERATORS.items() if kind.reconstructs] + \
+          [(random_generation, ["--model", name, *more]) for name, kind in GENERATORS.items() if kind.samples
+           for more in ([], ["--interpolate"])]
 ARTEFACTS = [*(kind.checkpoint for kind in GENERATORS.values()),
              *(f"vis/{split}_{name}.png" for name, kind in GENERATORS.items() if kind.reconstructs
                for split in ("train", "valid")),
              *(f"vis/random_images_{name}.png" for name, kind in GENERATORS.items() if kind.samples),
-             *(log for log, _, _ in TRAINING), "vis/denoise_process_diffusion.png"]
+             *(log for log, _, _ in TRAINING), "vis/denoise_process_diffusion.png",
+             *(f"vis/interpolation_{name}.png" for name, kind in GENERATORS.items() if kind.samples),
+             "vis/report.json", "diffusion_report.md", "vis/index.html"]
 
 
 def best_line(log):
@@ -73,10 +80,14 @@ def main():
         with open(log, "w") as out, contextlib.redirect_stdout(out):
             trainer.main(flags + shared + size + options.get(trainer, []))
         print("          " + best_line(log), flush=True)
-    for script, name in FIGURES:
-        flags = ["--model", name] + (["--steps", "3"] if args.quick and script is random_generation else [])
+    for script, flags in FIGURES:
+        flags = flags + (["--steps", "3"] if args.quick and script is random_generation else [])
         print(f"[{time.perf_counter() - start:5.0f}s] {command(script, flags)}", flush=True)
         script.main(flags + shared)
+    print(f"[{time.perf_counter() - start:5.0f}s] python evaluate.py > log/evaluate.out", flush=True)
+    with open("log/evaluate.out", "w") as out, contextlib.redirect_stdout(out):
+        evaluate.main(shared + (["--n", "100"] if args.quick else []))
+    print(f"[{time.perf_counter() - start:5.0f}s] wrote {diffusion_report()} and {index_page()}", flush=True)
     print(f"\ndone in {time.perf_counter() - start:.0f}s; the submission files:")
     for path in ARTEFACTS:
         print(f"  {'ok     ' if Path(path).exists() else 'MISSING'} {path}")

@@ -20,7 +20,9 @@ def get_args(argv=None, default_model=None):
     p.add_argument("--patience", type=int, default=10, help="early stopping: epochs without improvement (0: off)")
     p.add_argument("--min-delta", type=float, default=0.0, help="early stopping: smallest improvement that counts")
     p.add_argument("--encoding-dim", type=int, default=64, help="size of the latent code")
-    p.add_argument("--recon", choices=["mse", "bce"], default="mse", help="VAE only: reconstruction term")
+    p.add_argument("--recon", choices=["mse", "sigma", "bce"], default="mse",
+                   help="VAE only: the decoder's likelihood: Gaussian of variance 1/2 (squared error), calibrated "
+                        "Gaussian (sigma-VAE: the variance that fits the error), or Bernoulli")
     p.add_argument("--beta", type=float, default=1.0, help="VAE only: weight of the KL term in the objective")
     p.add_argument("--kl-warmup", type=int, default=0, help="VAE only: epochs over which the KL weight ramps up")
     run.add_run_flags(p, checkpoint=None)

@@ -4,8 +4,8 @@
     python bench/diffusion_curve.py --data ../shared/flowers --minutes 3 --configs baseline batch32 flow ...
 
 Each of our configurations is one `diffusion.py` run resumed from one budget to the next, its EMA weights kept
-as a snapshot at each (none of these recipes depends on the budget, so a snapshot at 3 minutes is the model a
-3-minute run gives). `reference` is bench/diffusion_budget.py's diffusers recipe (`pip install diffusers`),
+as a snapshot at each (a snapshot at 3 minutes is then the model a 3-minute run gives); a configuration whose
+learning rate decays to the end of the budget trains one run per budget instead. `reference` is bench/diffusion_budget.py's diffusers recipe (`pip install diffusers`),
 snapshotted the same way. Each point draws 1,000 class-balanced samples (ours with the sampling defaults of
 diffusion.py, or --guidance) and scores them as evaluate.py does, against the training split. Every point is
 cached in --workdir (runs/ is ignored by git): a rerun continues where the last one stopped.
@@ -51,22 +51,40 @@ CONFIGS = {  # name -> diffusion.py flags
     "batch32": flags(batch_size=32),
     "flow-batch32": flags(objective="flow", batch_size=32),
     "flow-base24": flags(objective="flow", base=24),
+    # on flow matching without min-SNR weighting (flow-snr0), one lever at a time
+    "fm-batch32": flags(objective="flow", min_snr=0, batch_size=32),
+    "fm-uniform": flags(objective="flow", min_snr=0, time_sampling="uniform"),
+    "fm-cosine": flags(objective="flow", min_snr=0, warmup=50, lr_decay="cosine"),
+    "fm-base24": flags(objective="flow", min_snr=0, base=24),
+    "fm-lr1e-3": flags(objective="flow", min_snr=0, lr=1e-3),
+    "fm-lr4e-3": flags(objective="flow", min_snr=0, lr=4e-3),
+    "fm-patch2": flags(objective="flow", min_snr=0, patch=2),
+    "fm-patch2-base64": flags(objective="flow", min_snr=0, patch=2, base=64),
 }
 MINUTES = (1, 2, 3, 5, 10, 15)
 N_SAMPLES = 1000
 
 
+def budget_dependent(name):
+    """A learning rate that decays to the end of --minutes makes every budget its own run."""
+    flags = CONFIGS[name]
+    return "--lr-decay" in flags and flags[flags.index("--lr-decay") + 1] != "none"
+
+
 def our_snapshots(name, data_dir, minutes, workdir, seed):
-    """{minutes: checkpoint}: one run of this configuration, resumed from budget to budget."""
-    folder = workdir / name
-    paths = {m: folder / "snapshots" / f"diffusion_{m:g}min.pth" for m in minutes}
-    missing = [m for m in sorted(minutes) if not paths[m].exists()]
-    (folder / "log").mkdir(parents=True, exist_ok=True)
-    for m in missing:
-        fresh = m == min(minutes)   # a run starts at the first budget and is resumed to each later one
+    """{minutes: checkpoint}: one run of this configuration resumed from budget to budget (or, for a
+    budget-dependent recipe, one run per budget), its EMA weights kept at each."""
+    paths = {m: workdir / name / "snapshots" / f"diffusion_{m:g}min.pth" for m in minutes}
+    for m in sorted(minutes):
+        if paths[m].exists():
+            continue
+        fresh = budget_dependent(name) or m == min(minutes)
+        folder = workdir / name / (f"{m:g}min" if budget_dependent(name) else "run")
+        (folder / "log").mkdir(parents=True, exist_ok=True)
         print(f"{name}: training to {m:g} minutes ...", flush=True)
         run("diffusion.py", "--data", data_dir, "--seed", seed, "--minutes", m, "--preview-every", 0,
             *(CONFIGS[name] if fresh else ["--resume"]), cwd=folder, log=folder / "log" / "train_diffusion.out")
+        paths[m].parent.mkdir(parents=True, exist_ok=True)
         snapshot(folder, m).replace(paths[m])
     return paths
 

@@ -8,6 +8,7 @@ from torch import nn
 from Autoencoder import Autoencoder
 from MLPAutoencoder import MLPAutoencoder
 from VarAutoencoder import VarAutoencoder, VAE_loss_function
+from utils.models import build_model, loss_fn_for
 
 
 def shapes_after(layers, x, kinds):
@@ -73,6 +74,22 @@ def test_vae_loss_by_hand():
     assert VAE_loss_function(recon, x, mu, logvar, beta=0.5).item() == pytest.approx(sse + 0.5 * kl, rel=1e-6)
     bce = -sum(t * math.log(0.5) + (1 - t) * math.log(0.5) for t in [0.0, 0.5, 1.0, 0.25])
     assert VAE_loss_function(recon, x, mu, logvar, recon="bce").item() == pytest.approx(bce + kl, rel=1e-6)
+    # the calibrated decoder: its variance is the mean squared error 0.140625, D = 4 pixels: D/2 log(MSE) + KL
+    calibrated = 4 / 2 * math.log(sse / 4) + kl
+    assert VAE_loss_function(recon, x, mu, logvar, recon="sigma").item() == pytest.approx(calibrated, rel=1e-6)
+
+
+def test_calibrated_vae_reports_the_handouts_loss():
+    """recon="sigma" trains D/2 log(MSE) + KL but reports (and validates on) squared error + KL, the handout's."""
+    torch.manual_seed(0)
+    model = build_model(dict(model="VAE", image_size=8, channels=3, encoding_dim=4))
+    x = torch.rand(5, 3, 8, 8)
+    losses = {}
+    for recon in ("mse", "sigma"):
+        torch.manual_seed(1)
+        losses[recon] = loss_fn_for(dict(model="VAE", recon=recon, beta=1.0, kl_warmup=0))(model, x, None, 1)
+    assert torch.equal(losses["sigma"][1], losses["mse"][1]) and losses["mse"][0] is losses["mse"][1]
+    assert losses["sigma"][0].item() < 0 < losses["sigma"][1].item()   # log(MSE) of an error below 1
 
 
 def test_vae_loss_is_per_image():

@@ -1,10 +1,15 @@
 """End to end: every command on a tiny synthetic image folder, checking the files written and the one-line errors."""
+import base64
+import io
+import json
+import re
 import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
+from PIL import Image
 
 import random_generation
 import run_lab
@@ -115,3 +120,27 @@ def test_run_lab_writes_every_submission_file(tiny_flowers, workdir, capsys, mon
     for path in run_lab.ARTEFACTS:
         assert (workdir / path).exists(), path
     assert (workdir / "log/train_AE_SGD.out").read_text().count("training   sgd") == 1
+    check_report_and_page(workdir)
+
+
+def check_report_and_page(workdir):
+    """diffusion_report.md's figures exist and its numbers are the checkpoint's; vis/index.html embeds every image
+    as a PNG that decodes and holds the evaluation table; a headless Chromium (when installed) loads them all."""
+    report = (workdir / "diffusion_report.md").read_text()
+    for figure in re.findall(r"!\[[^]]*\]\(([^)]+)\)", report):
+        assert (workdir / figure).exists(), figure
+    ckpt = torch.load(workdir / "models/Best_diffusion.pth", weights_only=True)
+    assert f"{len(ckpt['history'])} epochs in" in report and f"base width {ckpt['config']['base']}," in report
+    evaluation = json.loads((workdir / "vis/report.json").read_text())
+    assert f"{evaluation['rows'][0]['fd']:.2f}" in report
+    page = (workdir / "vis/index.html").read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == page.count("<img") >= 15 and '<table id="evaluation">' in page
+    for data in images:
+        Image.open(io.BytesIO(base64.b64decode(data))).verify()
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser:
+        dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+                              "--dump-dom", (workdir / "vis/index.html").resolve().as_uri()],
+                             capture_output=True, text=True, timeout=120).stdout
+        assert f'data-images-loaded="{len(images)}/{len(images)}"' in dom and 'id="evaluation"' in dom

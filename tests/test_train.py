@@ -6,7 +6,7 @@ from torch import nn
 from utils.training.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
 from utils.models import build_model, loss_fn_for, training_defaults
-from utils.training.train import EarlyStopping, Recipe, Run, fit, make_optimizer
+from utils.training.train import EarlyStopping, Recipe, Run, fit, make_optimizer, set_learning_rate
 
 
 def test_early_stopping_sequence():
@@ -92,3 +92,14 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     (tmp_path / "garbage.pth").write_bytes(b"garbage")
     with pytest.raises(UserError, match="cannot read"):
         load_checkpoint(tmp_path / "garbage.pth")
+
+
+def test_learning_rate_warm_up_and_decay_by_hand():
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    recipe = Recipe(optimizer, epochs=10, batch_size=4, warmup=4, decay="cosine")
+    lr = lambda step, progress: (set_learning_rate(recipe, step, progress), optimizer.param_groups[0]["lr"])[1]  # noqa: E731
+    assert lr(0, 0.0) == pytest.approx(0.025) and lr(1, 0.0) == pytest.approx(0.05)   # (step + 1) / 4 of 0.1
+    assert lr(10, 0.5) == pytest.approx(0.05) and lr(10, 1.0) == pytest.approx(0.0, abs=1e-12)  # cos: 1/2, then 0
+    recipe.decay = "linear"
+    assert lr(10, 0.25) == pytest.approx(0.075) and lr(10, 2.0) == 0.0                 # past the budget: stays 0
+    assert recipe.lr == 0.1                                                            # the base is kept

@@ -9,6 +9,7 @@ import torch
 
 from utils.training import distributed
 from utils.errors import UserError
+from utils.generators import SamplingOptions
 
 
 class Parser(argparse.ArgumentParser):
@@ -63,12 +64,13 @@ def add_training_flags(p):
 
 def add_sampling_flags(p, what):
     """--guidance, --sampler and --steps: how a diffusion model draws its samples."""
-    p.add_argument("--guidance", type=float, default=2.0,
+    defaults = SamplingOptions()
+    p.add_argument("--guidance", type=float, default=defaults.guidance,
                    help=f"classifier-free guidance weight of {what} (0 unconditional, 1 conditional, more is sharper)")
-    p.add_argument("--sampler", choices=["dpm", "ddim", "euler", "heun", "ddpm"], default="dpm",
+    p.add_argument("--sampler", choices=["dpm", "ddim", "euler", "heun", "ddpm"], default=defaults.sampler,
                    help="deterministic DPM-Solver++(2M) (as good as DDIM in fewer steps), DDIM (= Euler), Heun "
                         "(second order, two network calls a step), or ancestral DDPM (all T steps of a DDPM model)")
-    p.add_argument("--steps", type=int, default=20, help="steps of the deterministic samplers (and of ddpm for flow)")
+    p.add_argument("--steps", type=int, default=defaults.steps, help="steps of the deterministic samplers (and of ddpm for flow)")
 
 
 def precision_for(flag, device):

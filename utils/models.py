@@ -59,8 +59,9 @@ def build_model(config):
 def loss_fn_for(config):
     """loss(model, x, labels, epoch) -> (objective to minimise, loss to report); the AEs ignore the labels.
 
-    The AEs report the mean squared error per pixel. The VAE reports the plain negative ELBO per
-    image (beta = 1); only the objective carries the KL weight and its warm-up.
+    The AEs report the mean squared error per pixel. The VAE reports the handout's negative ELBO per image
+    (squared error summed over pixels + KL, beta = 1); the objective it trains may differ: a KL weight and its
+    warm-up, or the calibrated decoder of recon="sigma".
     """
     if config["model"] != "VAE":
         def ae_loss(model, x, labels, epoch):
@@ -74,9 +75,9 @@ def loss_fn_for(config):
         # z is sampled in validation too: the reported loss is the negative ELBO, not a z = mu shortcut.
         mu, logvar = model.moments(x)
         recon_x = model.decode(model.reparameterize(mu, logvar))
-        reported = VAE_loss_function(recon_x, x, mu, logvar, recon=recon)
+        reported = VAE_loss_function(recon_x, x, mu, logvar, recon="mse" if recon == "sigma" else recon)
         weight = beta * min(1.0, epoch / warmup) if warmup else beta
-        if weight == 1.0 or not model.training:
+        if (weight == 1.0 and recon != "sigma") or not model.training:
             return reported, reported
         return VAE_loss_function(recon_x, x, mu, logvar, recon=recon, beta=weight), reported
     return vae_loss

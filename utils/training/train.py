@@ -144,13 +144,28 @@ def autocast(device, precision):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
-def train_epoch(model, step, images, labels, recipe, device, epoch, generator):
-    """One pass over the training images; the mean reported loss (over every process under torchrun)."""
+def set_learning_rate(recipe, step, progress):
+    """Linear warm-up over the first recipe.warmup steps, then recipe.decay ("cosine" or "linear") towards zero
+    at progress 1, the end of the budget (of --minutes, counted in wall-clock time, else of --epochs)."""
+    factor = min(1.0, (step + 1) / recipe.warmup) if recipe.warmup else 1.0
+    progress = min(progress, 1.0)
+    factor *= {"none": 1.0, "cosine": 0.5 * (1 + math.cos(math.pi * progress)), "linear": 1 - progress}[recipe.decay]
+    for group in recipe.optimizer.param_groups:
+        group["lr"] = recipe.lr * factor
+
+
+def train_epoch(model, step, images, labels, recipe, device, epoch, generator, progress=lambda: 0.0):
+    """One pass over the training images; the mean reported loss (over every process under torchrun).
+    progress() -> the share of the training budget used so far (for the learning-rate schedule)."""
     model.train()
     total, count = 0.0, 0
     bar = tqdm(total=len(images), desc=f"epoch {epoch}/{recipe.epochs}", unit="img", leave=False, file=sys.stderr,
                disable=not sys.stderr.isatty() or not distributed.is_main())
-    for x, y, global_n in training_batches(images, labels, recipe.batch_size, device, generator, recipe.augment):
+    steps_per_epoch = math.ceil(len(images) / (recipe.batch_size * distributed.world_size()))
+    for i, (x, y, global_n) in enumerate(training_batches(images, labels, recipe.batch_size, device, generator,
+                                                          recipe.augment)):
+        if recipe.warmup or recipe.decay != "none":
+            set_learning_rate(recipe, (epoch - 1) * steps_per_epoch + i, progress())
         with autocast(device, recipe.precision):
             objective, reported = step(x, y, epoch)
         recipe.optimizer.zero_grad(set_to_none=True)
@@ -267,9 +282,12 @@ class Recipe:
     precision: str = "fp32"
     compile: bool = False
     seed: int = 0
+    warmup: int = 0        # steps of linear learning-rate warm-up
+    decay: str = "none"    # "cosine" or "linear": the learning rate falls to zero at the end of the budget
 
     def __post_init__(self):
         self.early_stopping = self.early_stopping or EarlyStopping(patience=None)
+        self.lr = self.optimizer.param_groups[0]["lr"]
 
 
 @dataclass
@@ -308,6 +326,10 @@ def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
     log = run.log if main else (lambda line: None)
     started = time.perf_counter() - sum(h["seconds"] for h in history)
     resume_writer = ResumeWriter(run.resume_path, run.config) if run.resume_path and main else None
+    if minutes is not None:
+        progress = lambda: (time.perf_counter() - started) / (minutes * 60)  # noqa: E731
+    else:
+        progress = lambda: len(history) / epochs  # noqa: E731
     try:
         for epoch in range(len(history) + 1, epochs + 1):
             # Clocks differ between processes: all stop when one would (a lone process decides alone).
@@ -321,7 +343,8 @@ def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
                 torch.manual_seed(hash((recipe.seed, epoch, distributed.rank())) % 2 ** 63)
             t0 = time.perf_counter()
             lr = recipe.optimizer.param_groups[0]["lr"]
-            train_loss = train_epoch(model, step, train_images, train_labels, recipe, device, epoch, generator)
+            train_loss = train_epoch(model, step, train_images, train_labels, recipe, device, epoch, generator,
+                                     progress)
             valid_loss = evaluate(ema.model if ema is not None else model, loss_fn, valid_images, valid_labels, device,
                                   epoch)
             if recipe.scheduler is not None:
