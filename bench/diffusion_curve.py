@@ -60,6 +60,10 @@ CONFIGS = {  # name -> diffusion.py flags
     "fm-lr4e-3": flags(objective="flow", min_snr=0, lr=4e-3),
     "fm-patch2": flags(objective="flow", min_snr=0, patch=2),
     "fm-patch2-base64": flags(objective="flow", min_snr=0, patch=2, base=64),
+    # on flow matching with the pixel-unshuffled U-Net (fm-patch2)
+    "p2-batch32": flags(objective="flow", min_snr=0, patch=2, batch_size=32),
+    "p2-cosine": flags(objective="flow", min_snr=0, patch=2, warmup=50, lr_decay="cosine"),
+    "p2-lr1e-3": flags(objective="flow", min_snr=0, patch=2, lr=1e-3),
 }
 MINUTES = (1, 2, 3, 5, 10, 15)
 N_SAMPLES = 1000

@@ -1,8 +1,8 @@
 """Fast samplers against the full ancestral DDPM, on the trained model: quality and seconds.
 
-    python bench/diffusion_samplers.py [--n 200] [--guidance 1]
+    python bench/diffusion_samplers.py [--n 200] [--guidance 1] [--checkpoint PATH] [--samplers euler:20 heun:10]
 
-Loads models/Best_diffusion.pth, draws the same class-balanced labels with each sampler, and scores them with
+Loads models/Best_diffusion.pth (or --checkpoint), draws the same class-balanced labels with each sampler, and scores them with
 evaluate.py's metrics against the training split. DDPM walks all T = 1000 steps, so --n stays small on a CPU;
 every row uses the same n, so their FDs compare like with like (all carry the same small-n bias).
 """
@@ -31,21 +31,25 @@ def main():
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--guidance", type=float, default=1.0,
                    help="1 (plain conditional) halves DDPM's hour-long cost against guided sampling")
+    p.add_argument("--checkpoint", default=None, help="default models/Best_diffusion.pth")
+    p.add_argument("--samplers", nargs="+", default=[f"{name}:{steps}" for name, steps in SETTINGS],
+                   help="NAME:STEPS pairs (a DDPM-objective model's ddpm walks all T steps whatever STEPS says)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.set_num_threads(os.cpu_count())
-    model, ckpt = GENERATORS["diffusion"].load()
+    model, ckpt = GENERATORS["diffusion"].load(args.checkpoint)
     config = ckpt["config"]
     data = load_dataset(config["data"], config["image_size"], quiet=True)
     evaluator, _ = load_or_train_evaluator(data)
     train = to_float(data.images[data.train_idx])
     reference = predict(evaluator, train, features=True)
     labels = diffusion.balanced_labels(len(config["classes"]), args.n) if config["conditional"] else None
-    print(f"# samplers on models/Best_diffusion.pth (epoch {ckpt['epoch']}, {config['data']}) — {datetime.date.today()}, "
+    print(f"# samplers on {args.checkpoint or 'models/Best_diffusion.pth'} (epoch {ckpt['epoch']}, {config['data']}) — {datetime.date.today()}, "
           f"{os.cpu_count()} cores; n={args.n}, guidance {args.guidance:g}")
     print("| sampler | steps | s / 64 images | FD ↓ | KID ↓ | precision | recall | class acc |")
     print("|---|---|---|---|---|---|---|---|")
-    for sampler, steps in SETTINGS:
+    for sampler, steps in (setting.split(":") for setting in args.samplers):
+        steps = int(steps)
         draw = lambda n, lab: diffusion.sample(model, config, n, lab, args.guidance, sampler, steps,  # noqa: E731
                                                args.seed)
         t0 = time.perf_counter()
