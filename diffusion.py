@@ -1,6 +1,6 @@
-"""Part 4: a class-conditional DDPM that trains in minutes on a laptop CPU.
+"""Part 4: a class-conditional diffusion model (flow matching by default) that trains in minutes on a laptop CPU.
 
-    python diffusion.py > log/train_diffusion.out          # trains for --minutes (default 15)
+    python diffusion.py > log/train_diffusion.out          # trains for --minutes (default 3)
 
 The network (`Diffuser`), the noise schedule and the loss (`diffusion_loss_fn`) live here; the samplers
 are in utils/sampling/samplers.py. Writes models/Best_diffusion.pth (with the EMA weights used for sampling),
@@ -69,7 +69,7 @@ def timestep_embedding(t, dim):
 class Diffuser(nn.Module):
     """A compact U-Net: one residual block per level, self-attention only at the lowest resolution.
 
-    At 24 px the levels are 24, 12 and 6 pixels wide with base, 2*base and 3*base channels.
+    The levels have base, 2*base and 3*base channels; at 24 px with patch 2 they are 12, 6 and 3 positions wide.
     Class label `num_classes` means "no class" (for classifier-free guidance). With multi_label, a label
     is a multi-hot vector over num_classes objects, embedded linearly; the zero vector means "no condition".
     """
@@ -334,24 +334,27 @@ def denoise_figure(model, config, path, seed, device, n=4, columns=10, steps=50)
 
 def get_args(argv=None):
     p = cli.parser(__doc__)
-    p.add_argument("--minutes", type=float, default=15,
+    p.add_argument("--minutes", type=float, default=3,
                    help="wall-clock training budget, counted across --resume (0: train --epochs)")
     p.add_argument("--epochs", type=int, default=1000, help="upper limit on epochs")
     p.add_argument("--batch-size", type=int, default=64,
                    help="images per step; per process under torchrun (the step sees N times it)")
     p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
-    p.add_argument("--warmup", type=int, default=0, help="steps of linear learning-rate warm-up")
-    p.add_argument("--lr-decay", choices=["none", "cosine", "linear"], default="none",
+    p.add_argument("--warmup", type=int, default=50, help="steps of linear learning-rate warm-up")
+    p.add_argument("--lr-decay", choices=["none", "cosine", "linear"], default="cosine",
                    help="the learning rate's fall to zero at the end of the --minutes budget (or of --epochs)")
-    p.add_argument("--objective", choices=sorted(OBJECTIVES), default="v", help="what the network predicts")
-    p.add_argument("--min-snr", type=float, default=5.0, help="min-SNR-gamma loss weighting (0: off)")
+    p.add_argument("--objective", choices=sorted(OBJECTIVES), default="flow",
+                   help="what the network predicts: flow matching's velocity on the straight path, or the DDPM "
+                        "process's v, noise (eps, the DDPM paper's) or clean image")
+    p.add_argument("--min-snr", type=float, default=0.0,
+                   help="min-SNR-gamma loss weighting (0: off; 5 was the default for v, which it helps)")
     p.add_argument("--schedule", choices=["linear", "cosine"], default="cosine",
                    help="noise schedule of the DDPM objectives (eps, v, x0)")
     p.add_argument("--timesteps", type=int, default=1000, help="diffusion steps T of the DDPM objectives")
     p.add_argument("--time-sampling", choices=["uniform", "logit-normal"], default="logit-normal",
                    help="how --objective flow draws its training times t in [0, 1]")
     p.add_argument("--base", type=int, default=32, help="U-Net width (channels at its first level)")
-    p.add_argument("--patch", type=int, default=1,
+    p.add_argument("--patch", type=int, default=2,
                    help="pixels per side of the blocks the U-Net sees as one position (2: its first level at half "
                         "the resolution, a quarter of the cost)")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the sampling weights")
@@ -359,7 +362,7 @@ def get_args(argv=None):
     p.add_argument("--unconditional", action="store_true", help="ignore the class labels")
     cli.add_sampling_flags(p, "the previews and the final grid")
     p.add_argument("--film-steps", type=int, default=50, help="DDIM steps of the denoising-process figure")
-    p.add_argument("--preview-every", type=int, default=5, help="epochs between preview grids (0: none)")
+    p.add_argument("--preview-every", type=int, default=10, help="epochs between preview grids (0: none)")
     run.add_run_flags(p, CHECKPOINT)
     args = run.parse(p, argv)
     args.image_size = args.image_size or 24

@@ -124,7 +124,9 @@ def test_diffusion_on_one_channel(fake_mnist):
     diffusion.main(["--data", "mnist", "--minutes", "0", "--epochs", "1", "--steps", "2", "--film-steps", "2",
                     "--base", "8", "--threads", "1", "--batch-size", "32"])
     model, ckpt = diffusion.load()
-    assert ckpt["config"]["channels"] == 1 and model.stem.in_channels == model.head[-1].out_channels == 1
+    patch = ckpt["config"]["patch"]   # blocks of patch x patch pixels stacked as channels
+    assert ckpt["config"]["channels"] == 1 and model.stem.in_channels == model.head[-1].out_channels == patch ** 2
+    assert model(torch.zeros(2, 1, 24, 24), torch.zeros(2)).shape == (2, 1, 24, 24)
     assert ckpt["config"]["classes"] == [str(d) for d in range(10)]
     assert is_gray(fake_mnist / "vis/random_images_diffusion.png")
     random_generation.main(["--model", "diffusion", "--class", "7", "--steps", "2", "--n", "2", "--out-dir", "out",

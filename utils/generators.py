@@ -24,7 +24,7 @@ from utils.training.checkpoint import default_checkpoint
 @dataclass(frozen=True)
 class SamplingOptions:
     """How a model draws: --guidance, --sampler and --steps for a diffusion model, --prior for a decoder's codes."""
-    guidance: float = 2.0
+    guidance: float = 1.5
     sampler: str = "dpm"
     steps: int = 20
     prior: str = "normal"

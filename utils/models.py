@@ -76,8 +76,8 @@ def loss_fn_for(config):
         mu, logvar = model.moments(x)
         recon_x = model.decode(model.reparameterize(mu, logvar))
         reported = VAE_loss_function(recon_x, x, mu, logvar, recon="mse" if recon == "sigma" else recon)
-        weight = beta * min(1.0, epoch / warmup) if warmup else beta
-        if (weight == 1.0 and recon != "sigma") or not model.training:
+        weight = beta * min(1.0, epoch / warmup) if warmup and model.training else beta  # validation: the full weight
+        if weight == 1.0 and recon != "sigma":
             return reported, reported
         return VAE_loss_function(recon_x, x, mu, logvar, recon=recon, beta=weight), reported
     return vae_loss

@@ -120,7 +120,7 @@ def train(model, loss_fn, data, recipe, args, config, state, device, loss_unit, 
         return history
     seconds = time.perf_counter() - started
     took = f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f} min"
-    best = min(history, key=lambda h: h["valid_loss"])
+    best = min(history, key=lambda h: h.get("valid_objective", h["valid_loss"]))
     print(f"done       {len(history)} epochs in {took}; final train {fmt_loss(history[-1]['train_loss'])}, "
           f"valid {fmt_loss(history[-1]['valid_loss'])}")
     print(f"best       epoch {best['epoch']}: valid {fmt_loss(best['valid_loss'])} -> {args.checkpoint}")

@@ -185,14 +185,16 @@ def train_epoch(model, step, images, labels, recipe, device, epoch, generator, p
 
 @torch.no_grad()
 def evaluate(model, loss_fn, images, labels, device, epoch, batch_size=500):
-    """Mean reported loss; any noise the loss draws is the same at every call (a fixed, seeded draw)."""
+    """(mean objective, mean reported loss); any noise the loss draws is the same at every call (a fixed, seeded
+    draw). The best checkpoint is chosen on the objective, what training minimises; the log shows the reported."""
     model.eval()
     on_cuda = torch.device(device).type == "cuda"
     with torch.random.fork_rng(devices=[torch.cuda.current_device()] if on_cuda else []):
         torch.manual_seed(0)
-        total = sum(loss_fn(model, x, y, epoch)[1].item() * len(x)
-                    for x, y in batches(images, labels, batch_size, device))
-    return total / len(images)
+        totals = torch.tensor([0.0, 0.0])
+        for x, y in batches(images, labels, batch_size, device):
+            totals += torch.stack([loss.detach().float().cpu() for loss in loss_fn(model, x, y, epoch)]) * len(x)
+    return (totals / len(images)).tolist()
 
 
 def training_state(model, recipe, history, generator):
@@ -345,14 +347,15 @@ def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
             lr = recipe.optimizer.param_groups[0]["lr"]
             train_loss = train_epoch(model, step, train_images, train_labels, recipe, device, epoch, generator,
                                      progress)
-            valid_loss = evaluate(ema.model if ema is not None else model, loss_fn, valid_images, valid_labels, device,
-                                  epoch)
+            valid_objective, valid_loss = evaluate(ema.model if ema is not None else model, loss_fn, valid_images,
+                                                   valid_labels, device, epoch)
             if recipe.scheduler is not None:
                 recipe.scheduler.step()
             seconds = time.perf_counter() - t0
-            history.append(dict(epoch=epoch, train_loss=train_loss, valid_loss=valid_loss, lr=lr, seconds=seconds,
+            history.append(dict(epoch=epoch, train_loss=train_loss, valid_loss=valid_loss,
+                                valid_objective=valid_objective, lr=lr, seconds=seconds,
                                 images_per_s=len(train_images) / seconds))
-            improved = early_stopping.step(valid_loss)
+            improved = early_stopping.step(valid_objective)
             if improved and main:  # the unwrapped model's weights: no DDP or torch.compile prefixes
                 save_checkpoint(run.checkpoint_path, dict(
                     config=run.config, model=model.state_dict(), ema=ema.model.state_dict() if ema else None,
