@@ -3,7 +3,6 @@
 3xHxW -> 32xH/2xW/2 -> 64xH/4xW/4 -> 128xH/4xW/4 -> encoding_dim (Linear)
       -> 128xH/4xW/4 -> 64xH/4xW/4 -> 32xH/2xW/2 -> 3xHxW
 """
-import torch
 from torch import nn
 
 

@@ -1,5 +1,4 @@
 """Part 1: the MLP autoencoder, 3*H*W -> 256 -> 128 -> encoding_dim -> 128 -> 256 -> 3*H*W."""
-import torch
 from torch import nn
 
 

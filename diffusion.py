@@ -254,7 +254,7 @@ def generate(model, config, n, labels=None, seed=0, device="cpu", options=Sampli
 
 
 def figure(model, ckpt, path, seed, device, options=SamplingOptions()):
-    sample_grid(model, ckpt["config"], path, seed, device, options.guidance, options.sampler, options.steps)
+    sample_grid(model, ckpt["config"], path, seed, device, options)
 
 
 def interpolation(model, ckpt, seed, device, options=SamplingOptions(), condition=None, data=None, rows=6, steps=8):
@@ -292,8 +292,9 @@ def evaluation_samples(model, config, n, seed, device, label_sets=None, options=
     return generate(model, config, n, labels, seed, device, options), labels
 
 
-def sample_grid(model, config, path, seed, device, guidance=2.0, sampler="dpm", steps=20, per_row=10):
+def sample_grid(model, config, path, seed, device, options=SamplingOptions(), per_row=10):
     """One labelled row per class (or object) plus two unconditional rows (an 8x8 grid for an unconditional model)."""
+    guidance, sampler, steps = options.guidance, options.sampler, options.steps
     if not config["conditional"]:
         images = sample(model, config, 64, None, 0, sampler, steps, seed, device)
         rows, names = [images[i:i + 8] for i in range(0, 64, 8)], [""] * 8
@@ -304,7 +305,8 @@ def sample_grid(model, config, path, seed, device, guidance=2.0, sampler="dpm", 
         unconditional = sample(model, config, 2 * per_row, None, 0, sampler, steps, seed, device, first=len(labels))
         rows = list(conditional.split(per_row)) + list(unconditional.split(per_row))
         names += ["unconditional"] * 2
-    n_steps = len(make_path(config).ancestral_times(steps) if sampler == "ddpm" else make_path(config).sampling_times(steps))
+    noising = make_path(config)
+    n_steps = len((noising.ancestral_times if sampler == "ddpm" else noising.sampling_times)(steps))
     title = f"diffusion samples ({sampler}, {n_steps} steps"
     title += f", guidance {guidance:g})" if config["conditional"] else ")"
     image_rows(rows, names, title, path)
@@ -317,7 +319,8 @@ def denoise_figure(model, config, path, seed, device, n=4, columns=10, steps=50)
     frames = []
     trace = lambda t, x, x0: frames.append((t, ((x + 1) / 2).clamp(0, 1).cpu(), ((x0 + 1) / 2).clamp(0, 1).cpu()))  # noqa: E731
     labels, names = row_conditions(config, n) if config["conditional"] else (None, [""] * n)
-    final = sample(model, config, n, labels, 2.0 if labels is not None else 0, "ddim", steps, seed, device, trace)
+    guidance = SamplingOptions().guidance if labels is not None else 0
+    final = sample(model, config, n, labels, guidance, "ddim", steps, seed, device, trace)
     change = torch.tensor([0.0] + [((b[1] - a[1]).abs() + (b[2] - a[2]).abs()).mean().item()
                                    for a, b in zip(frames, frames[1:])]).cumsum(0)
     keep = sorted({int((change - w).abs().argmin()) for w in torch.linspace(0, change[-1], columns - 1)})
@@ -403,10 +406,11 @@ def train(args):
                                  config["min_snr"], config["p_uncond"])
         return loss, loss
 
+    options = SamplingOptions(args.guidance, args.sampler, args.steps)
+
     def preview(epoch):
         if args.preview_every and epoch % args.preview_every == 0:
-            sample_grid(ema.model, config, "vis/preview_diffusion.png", args.seed, device, args.guidance,
-                        args.sampler, args.steps, per_row=8)
+            sample_grid(ema.model, config, "vis/preview_diffusion.png", args.seed, device, options, per_row=8)
 
     recipe = Recipe(torch.optim.Adam(model.parameters(), lr=config["lr"]), args.epochs, config["batch_size"],
                     early_stopping=EarlyStopping(patience=None), ema=ema, minutes=args.minutes or None,
@@ -428,8 +432,7 @@ def train(args):
     if not history or not distributed.is_main():  # the main process draws the final figures
         return
     best_model, ckpt = load(checkpoint=args.checkpoint, device=device)
-    sample_grid(best_model, ckpt["config"], "vis/random_images_diffusion.png", args.seed, device, args.guidance,
-                args.sampler, args.steps)
+    sample_grid(best_model, ckpt["config"], "vis/random_images_diffusion.png", args.seed, device, options)
     denoise_figure(best_model, ckpt["config"], "vis/denoise_process_diffusion.png", args.seed, device,
                    steps=args.film_steps)
     print("wrote      vis/random_images_diffusion.png, vis/denoise_process_diffusion.png")

@@ -29,19 +29,12 @@ import torch  # noqa: E402
 import diffusion  # noqa: E402
 import evaluate  # noqa: E402
 from diffusion_budget import sample_reference, train_reference  # noqa: E402
-from evaluator_checks import run, snapshot  # noqa: E402
+from evaluator_checks import flags, run, snapshot  # noqa: E402
 from utils.data.dataset import load_dataset, to_float  # noqa: E402
 from utils.evaluation.evaluator import load_or_train_evaluator, predict  # noqa: E402
 from utils.generators import GENERATORS, SamplingOptions  # noqa: E402
 
-# The default of 2026-11-26 ("baseline", spelled out so that it stays what it was) and the levers tried on it.
-BASELINE = dict(objective="v", schedule="cosine", min_snr=5, batch_size=64, lr=2e-3, base=32, ema=0.999, patch=1,
-                warmup=0, lr_decay="none")
-BASELINE_GUIDANCE = 2.0   # its sampling default then; every other configuration samples with diffusion.py's
-
-
-def flags(**changes):
-    return [f for key, value in dict(BASELINE, **changes).items() for f in (f"--{key.replace('_', '-')}", str(value))]
+BASELINE_GUIDANCE = 2.0   # the baseline's sampling default then; every other configuration samples with diffusion.py's
 
 
 CONFIGS = {  # name -> diffusion.py flags
@@ -202,7 +195,8 @@ def main(argv=None):
                                       reference, evaluator, train)
     print(f"\n# Diffusion quality against CPU minutes ({datetime.date.today()}, {platform.machine()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}): {args.data} at 24px, {N_SAMPLES} "
-          f"class-balanced samples per point, guidance {default_guidance:g} (baseline: {BASELINE_GUIDANCE:g}; reference: DDIM 50, unguided)")
+          f"class-balanced samples per point, guidance {default_guidance:g} "
+          f"(baseline: {BASELINE_GUIDANCE:g}; reference: DDIM 50, unguided)")
     print(f"held-out real: FD {floor['fd']:.2f}, recall {floor['recall']:.3f}"
           + (f"; VAE: FD {vae['fd']:.2f}, recall {vae['recall']:.3f}" if vae else "") + "\n")
     print(table(results))

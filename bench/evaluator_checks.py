@@ -8,7 +8,8 @@ and up, with noise added) and samples of a Gaussian fitted to the training pixel
 each degradation, every rung must score worse than the untouched images, and the held-out images'
 precision and recall must both be at least 0.85.
 
---training: one default diffusion run (same seed throughout) is trained by `diffusion.py` for 1 minute,
+--training: one diffusion run (same seed throughout; the recipe of 2026-11-26, whose constant learning rate makes
+a snapshot the model a shorter run gives) is trained by `diffusion.py` for 1 minute,
 then resumed to 3 and to 15 minutes; after each part its EMA weights are kept as a snapshot and 1,000
 class-balanced guided samples are drawn with `random_generation.py`. `evaluate.py --samples` scores them:
 FD must fall and recall rise from each snapshot to the next. Everything goes to --workdir (runs/ is
@@ -35,6 +36,14 @@ from utils.data.dataset import load_dataset, to_float  # noqa: E402
 from utils.evaluation.evaluator import load_or_train_evaluator, predict  # noqa: E402
 
 SNAPSHOT_MINUTES = (1, 3, 15)
+# The default of 2026-11-26, spelled out: v-prediction at full resolution, constant learning rate.
+BASELINE = dict(objective="v", schedule="cosine", min_snr=5, batch_size=64, lr=2e-3, base=32, ema=0.999, patch=1,
+                warmup=0, lr_decay="none")
+
+
+def flags(**changes):
+    """diffusion.py's flags for the baseline with some settings changed."""
+    return [f for key, value in dict(BASELINE, **changes).items() for f in (f"--{key.replace('_', '-')}", str(value))]
 N_SAMPLES = 1000
 MIN_REAL_PR = 0.85
 
@@ -66,7 +75,7 @@ def train_snapshots(data, workdir, seed):
     for i, minutes in enumerate(SNAPSHOT_MINUTES):
         resume = ["--resume"] if i else []
         print(f"training the diffusion model to {minutes} minutes ...", flush=True)
-        run("diffusion.py", "--data", data, "--seed", seed, "--minutes", minutes, *resume,
+        run("diffusion.py", "--data", data, "--seed", seed, "--minutes", minutes, *(resume or flags()),
             cwd=workdir, log=workdir / "log" / "train_diffusion.out")
         snapshot(workdir, minutes)
     return paths

@@ -62,8 +62,8 @@ def main():
     utils.data.images.CACHE_DIR = Path.cwd() / utils.data.images.CACHE_DIR  # keep the cache while running in a temp folder
     print(f"# lab targets on {args.data} at {args.image_size}px — {datetime.date.today()}, "
           f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"| run | target | epoch | wall s | img/s | train | valid | met |")
-    print(f"|---|---|---|---|---|---|---|---|")
+    print("| run | target | epoch | wall s | img/s | train | valid | met |")
+    print("|---|---|---|---|---|---|---|---|")
     missed, total = [], time.perf_counter()
     with tempfile.TemporaryDirectory() as workdir:
         os.chdir(workdir)

@@ -4,7 +4,6 @@ from pathlib import Path
 import matplotlib
 matplotlib.use("Agg")  # headless: figures are written to files, never shown
 import matplotlib.pyplot as plt
-import torch
 
 
 def save_figure(fig, path):
