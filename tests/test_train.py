@@ -1,4 +1,6 @@
 """The shared loop: early stopping and best-checkpoint saving on a scripted loss sequence; real training."""
+import time
+
 import pytest
 import torch
 from torch import nn
@@ -6,7 +8,7 @@ from torch import nn
 from utils.training.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
 from utils.models import build_model, loss_fn_for, training_defaults
-from utils.training.train import EarlyStopping, Recipe, Run, fit, make_optimizer, set_learning_rate
+from utils.training.train import EarlyStopping, Recipe, Run, budget_progress, fit, make_optimizer, set_learning_rate
 
 
 def test_early_stopping_sequence():
@@ -103,3 +105,13 @@ def test_learning_rate_warm_up_and_decay_by_hand():
     recipe.decay = "linear"
     assert lr(10, 0.25) == pytest.approx(0.075) and lr(10, 2.0) == 0.0                 # past the budget: stays 0
     assert recipe.lr == 0.1                                                            # the base is kept
+
+
+def test_budget_progress_advances_by_steps_at_the_last_epochs_pace():
+    """With --minutes the share of the budget is read once per epoch and advanced by steps (so that processes with
+    different clocks agree); with --epochs it is the share of epochs done."""
+    by_epochs = budget_progress([{}] * 2, epochs=4, minutes=None, started=0.0, steps_per_epoch=10)
+    assert by_epochs(0) == by_epochs(5) == pytest.approx(0.5)
+    started = time.perf_counter() - 30.0                        # 30 s of a 1-minute budget used
+    by_time = budget_progress([{"seconds": 6.0}], epochs=100, minutes=1, started=started, steps_per_epoch=12)
+    assert by_time(0) == pytest.approx(0.5, abs=0.01) and by_time(6) - by_time(0) == pytest.approx(3.0 / 60)

@@ -154,9 +154,9 @@ def set_learning_rate(recipe, step, progress):
         group["lr"] = recipe.lr * factor
 
 
-def train_epoch(model, step, images, labels, recipe, device, epoch, generator, progress=lambda: 0.0):
+def train_epoch(model, step, images, labels, recipe, device, epoch, generator, progress=lambda i: 0.0):
     """One pass over the training images; the mean reported loss (over every process under torchrun).
-    progress() -> the share of the training budget used so far (for the learning-rate schedule)."""
+    progress(i) -> the share of the training budget used at the epoch's i-th step (the learning-rate schedule)."""
     model.train()
     total, count = 0.0, 0
     bar = tqdm(total=len(images), desc=f"epoch {epoch}/{recipe.epochs}", unit="img", leave=False, file=sys.stderr,
@@ -165,7 +165,7 @@ def train_epoch(model, step, images, labels, recipe, device, epoch, generator, p
     for i, (x, y, global_n) in enumerate(training_batches(images, labels, recipe.batch_size, device, generator,
                                                           recipe.augment)):
         if recipe.warmup or recipe.decay != "none":
-            set_learning_rate(recipe, (epoch - 1) * steps_per_epoch + i, progress())
+            set_learning_rate(recipe, (epoch - 1) * steps_per_epoch + i, progress(i))
         with autocast(device, recipe.precision):
             objective, reported = step(x, y, epoch)
         recipe.optimizer.zero_grad(set_to_none=True)
@@ -267,6 +267,19 @@ def eta(history, epochs, minutes, started):
     return (epochs - len(history)) * sum(h["seconds"] for h in history) / len(history)
 
 
+def budget_progress(history, epochs, minutes, started, steps_per_epoch):
+    """progress(i): the share of the budget used at this epoch's i-th step. With --epochs, the share of epochs done
+    (it moves once per epoch). With --minutes it is agreed by every process at the epoch's start and advanced by
+    steps at the last epoch's pace, so that under torchrun all processes take the same learning rate (their clocks
+    differ)."""
+    if minutes is None:
+        return lambda i: len(history) / epochs
+    budget = minutes * 60
+    used, pace, n = distributed.total(time.perf_counter() - started,
+                                      history[-1]["seconds"] / steps_per_epoch if history else 0.0, 1.0)
+    return lambda i: (used + i * pace) / n / budget
+
+
 @dataclass
 class Recipe:
     """How to train: the optimizer and what steps with it. `minutes` is a wall-clock budget (no epoch starts that
@@ -328,10 +341,7 @@ def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
     log = run.log if main else (lambda line: None)
     started = time.perf_counter() - sum(h["seconds"] for h in history)
     resume_writer = ResumeWriter(run.resume_path, run.config) if run.resume_path and main else None
-    if minutes is not None:
-        progress = lambda: (time.perf_counter() - started) / (minutes * 60)  # noqa: E731
-    else:
-        progress = lambda: len(history) / epochs  # noqa: E731
+    steps_per_epoch = math.ceil(len(train_images) / (recipe.batch_size * distributed.world_size()))
     try:
         for epoch in range(len(history) + 1, epochs + 1):
             # Clocks differ between processes: all stop when one would (a lone process decides alone).
@@ -346,7 +356,7 @@ def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
             t0 = time.perf_counter()
             lr = recipe.optimizer.param_groups[0]["lr"]
             train_loss = train_epoch(model, step, train_images, train_labels, recipe, device, epoch, generator,
-                                     progress)
+                                     budget_progress(history, epochs, minutes, started, steps_per_epoch))
             valid_objective, valid_loss = evaluate(ema.model if ema is not None else model, loss_fn, valid_images,
                                                    valid_labels, device, epoch)
             if recipe.scheduler is not None:
