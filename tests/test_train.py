@@ -110,8 +110,8 @@ def test_learning_rate_warm_up_and_decay_by_hand():
 def test_budget_progress_advances_by_steps_at_the_last_epochs_pace():
     """With --minutes the share of the budget is read once per epoch and advanced by steps (so that processes with
     different clocks agree); with --epochs it is the share of epochs done."""
-    by_epochs = budget_progress([{}] * 2, epochs=4, minutes=None, started=0.0, steps_per_epoch=10)
+    by_epochs = budget_progress([{}] * 2, epochs=4, minutes=None, started=0.0, steps=10)
     assert by_epochs(0) == by_epochs(5) == pytest.approx(0.5)
     started = time.perf_counter() - 30.0                        # 30 s of a 1-minute budget used
-    by_time = budget_progress([{"seconds": 6.0}], epochs=100, minutes=1, started=started, steps_per_epoch=12)
+    by_time = budget_progress([{"seconds": 6.0}], epochs=100, minutes=1, started=started, steps=12)
     assert by_time(0) == pytest.approx(0.5, abs=0.01) and by_time(6) - by_time(0) == pytest.approx(3.0 / 60)

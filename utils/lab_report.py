@@ -9,10 +9,9 @@ import html
 import json
 from pathlib import Path
 
-import torch
-
 from utils.evaluation.table import html_table, markdown_table
 from utils.generators import GENERATORS
+from utils.training.checkpoint import load_checkpoint
 
 # What this diffusion model does differently from the DDPM paper (Ho et al. 2020), by configuration key.
 INNOVATIONS = [
@@ -37,7 +36,7 @@ ALWAYS = [
 
 def training_summary(path):
     """(configuration, parameters, epochs, minutes, mean images/s, best validation loss) of a saved model."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path)
     history = ckpt["history"]
     weights = ckpt.get("ema") or ckpt["model"]
     return dict(config=ckpt["config"], parameters=sum(v.numel() for v in weights.values() if v.is_floating_point()),

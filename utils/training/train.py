@@ -144,6 +144,11 @@ def autocast(device, precision):
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
+def steps_per_epoch(n_images, batch_size):
+    """Optimizer steps in one epoch (a global batch is batch_size images from every process)."""
+    return math.ceil(n_images / (batch_size * distributed.world_size()))
+
+
 def set_learning_rate(recipe, step, progress):
     """Linear warm-up over the first recipe.warmup steps, then recipe.decay ("cosine" or "linear") towards zero
     at progress 1, the end of the budget (of --minutes, counted in wall-clock time, else of --epochs)."""
@@ -161,11 +166,11 @@ def train_epoch(model, step, images, labels, recipe, device, epoch, generator, p
     total, count = 0.0, 0
     bar = tqdm(total=len(images), desc=f"epoch {epoch}/{recipe.epochs}", unit="img", leave=False, file=sys.stderr,
                disable=not sys.stderr.isatty() or not distributed.is_main())
-    steps_per_epoch = math.ceil(len(images) / (recipe.batch_size * distributed.world_size()))
+    steps = steps_per_epoch(len(images), recipe.batch_size)
     for i, (x, y, global_n) in enumerate(training_batches(images, labels, recipe.batch_size, device, generator,
                                                           recipe.augment)):
         if recipe.warmup or recipe.decay != "none":
-            set_learning_rate(recipe, (epoch - 1) * steps_per_epoch + i, progress(i))
+            set_learning_rate(recipe, (epoch - 1) * steps + i, progress(i))
         with autocast(device, recipe.precision):
             objective, reported = step(x, y, epoch)
         recipe.optimizer.zero_grad(set_to_none=True)
@@ -267,7 +272,7 @@ def eta(history, epochs, minutes, started):
     return (epochs - len(history)) * sum(h["seconds"] for h in history) / len(history)
 
 
-def budget_progress(history, epochs, minutes, started, steps_per_epoch):
+def budget_progress(history, epochs, minutes, started, steps):
     """progress(i): the share of the budget used at this epoch's i-th step. With --epochs, the share of epochs done
     (it moves once per epoch). With --minutes it is agreed by every process at the epoch's start and advanced by
     steps at the last epoch's pace, so that under torchrun all processes take the same learning rate (their clocks
@@ -276,7 +281,7 @@ def budget_progress(history, epochs, minutes, started, steps_per_epoch):
         return lambda i: len(history) / epochs
     budget = minutes * 60
     used, pace, n = distributed.total(time.perf_counter() - started,
-                                      history[-1]["seconds"] / steps_per_epoch if history else 0.0, 1.0)
+                                      history[-1]["seconds"] / steps if history else 0.0, 1.0)
     return lambda i: (used + i * pace) / n / budget
 
 
@@ -341,7 +346,7 @@ def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
     log = run.log if main else (lambda line: None)
     started = time.perf_counter() - sum(h["seconds"] for h in history)
     resume_writer = ResumeWriter(run.resume_path, run.config) if run.resume_path and main else None
-    steps_per_epoch = math.ceil(len(train_images) / (recipe.batch_size * distributed.world_size()))
+    steps = steps_per_epoch(len(train_images), recipe.batch_size)
     try:
         for epoch in range(len(history) + 1, epochs + 1):
             # Clocks differ between processes: all stop when one would (a lone process decides alone).
@@ -356,7 +361,7 @@ def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
             t0 = time.perf_counter()
             lr = recipe.optimizer.param_groups[0]["lr"]
             train_loss = train_epoch(model, step, train_images, train_labels, recipe, device, epoch, generator,
-                                     budget_progress(history, epochs, minutes, started, steps_per_epoch))
+                                     budget_progress(history, epochs, minutes, started, steps))
             valid_objective, valid_loss = evaluate(ema.model if ema is not None else model, loss_fn, valid_images,
                                                    valid_labels, device, epoch)
             if recipe.scheduler is not None:
