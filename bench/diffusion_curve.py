@@ -66,8 +66,7 @@ N_SAMPLES = 1000
 
 def budget_dependent(name):
     """A learning rate that decays to the end of --minutes makes every budget its own run."""
-    flags = CONFIGS[name]
-    return "--lr-decay" in flags and flags[flags.index("--lr-decay") + 1] != "none"
+    return diffusion.get_args(CONFIGS[name]).lr_decay != "none"   # the flags on top of diffusion.py's defaults
 
 
 def our_snapshots(name, data_dir, minutes, workdir, seed):
