@@ -9,8 +9,8 @@ from Autoencoder import Autoencoder
 class VarAutoencoder(Autoencoder):
     """The Part 2 autoencoder whose code is a distribution: mean and log-variance heads replace its Linear."""
 
-    def __init__(self, image_size=24, channels=3, encoding_dim=64):
-        super().__init__(image_size, channels, encoding_dim)
+    def __init__(self, image_size=24, channels=3, encoding_dim=64, upsample_kernel=4):
+        super().__init__(image_size, channels, encoding_dim, upsample_kernel)
         features = self.encoder[-1].in_features
         self.encoder = self.encoder[:-1]  # the convolutional trunk, flattened
         self.fc_mu = nn.Linear(features, encoding_dim)

@@ -1,6 +1,7 @@
 """Train an autoencoder (Parts 1-3) and keep the best model: python train_script.py --model AE"""
 from utils import cli
-from utils.models import MODEL_CLASSES, TRAINING_DEFAULTS, build_model, loss_fn_for, training_defaults
+from utils.models import (MODEL_CLASSES, TRAINING_DEFAULTS, add_second_stage, build_model, loss_fn_for,
+                          training_defaults)
 from utils.training import distributed, run
 from utils.training.train import EarlyStopping, Recipe, make_optimizer, make_scheduler
 
@@ -20,9 +21,15 @@ def get_args(argv=None, default_model=None):
     p.add_argument("--patience", type=int, default=10, help="early stopping: epochs without improvement (0: off)")
     p.add_argument("--min-delta", type=float, default=0.0, help="early stopping: smallest improvement that counts")
     p.add_argument("--encoding-dim", type=int, default=64, help="size of the latent code")
-    p.add_argument("--recon", choices=["mse", "sigma", "bce"], default="mse",
-                   help="VAE only: the decoder's likelihood: Gaussian of variance 1/2 (squared error), calibrated "
-                        "Gaussian (sigma-VAE: the variance that fits the error), or Bernoulli")
+    p.add_argument("--upsample-kernel", type=int, choices=[2, 4], default=2,
+                   help="AE and VAE: kernel of the decoder's stride-2 transposed convolutions (2, the default: each code "
+                        "position decodes into its own 4x4 block, which shows as a grid; 4: they overlap, ~1/3 slower)")
+    p.add_argument("--recon", choices=["mse", "sigma", "bce"], default="sigma",
+                   help="VAE only: the decoder's likelihood: calibrated Gaussian (sigma-VAE, the default: the variance "
+                        "that fits the error), Gaussian of variance 1/2 (the plain squared error), or Bernoulli")
+    p.add_argument("--stages", type=int, choices=[1, 2], default=2,
+                   help="VAE only: 2 fits a second, small VAE to the codes after training (two-stage VAE), which "
+                        "random samples then go through; 1 decodes z ~ N(0, I) directly")
     p.add_argument("--beta", type=float, default=1.0, help="VAE only: weight of the KL term in the objective")
     p.add_argument("--kl-warmup", type=int, default=0, help="VAE only: epochs over which the KL weight ramps up")
     run.add_run_flags(p, checkpoint=None)
@@ -46,7 +53,8 @@ def get_args(argv=None, default_model=None):
 
 def settings(args):
     """What a new run of this model saves besides its data: the model's size and the whole recipe."""
-    keys = ("encoding_dim", "optimizer", "lr", "batch_size", "epochs", "recon", "beta", "kl_warmup", "scheduler",
+    keys = ("encoding_dim", "upsample_kernel", "optimizer", "lr", "batch_size", "epochs", "recon", "stages", "beta",
+            "kl_warmup", "scheduler",
             "patience", "min_delta")
     return lambda data: {key: getattr(args, key) for key in keys}
 
@@ -66,18 +74,23 @@ def train(args, until=None):
                     precision=args.precision, compile=args.compile, seed=config["seed"])
     n_params = sum(p.numel() for p in model.parameters())
     lines = [f"model      {config['model']} ({type(model).__name__}), {n_params:,} parameters, encoding_dim "
-             f"{config['encoding_dim']}",
+             f"{config['encoding_dim']}" + ("" if config["model"] == "MLPAE" else
+                                            f", decoder kernel {config.get('upsample_kernel', 2)}"),
              f"training   {config['optimizer']} lr {config['lr']:g}, "
              f"{distributed.batch_description(config['batch_size'])}, up to {epochs} epochs, scheduler "
              f"{config['scheduler']}, patience {config['patience']}, seed {config['seed']}"
              + (", augmented (flips, crops)" if config["augment"] else "")]
     if config["model"] == "VAE":
         lines.append(f"vae loss   {config['recon']} reconstruction + KL (beta {config['beta']:g}, warm-up "
-                     f"{config['kl_warmup']} epochs)")
+                     f"{config['kl_warmup']} epochs); {config.get('stages', 1)} stage(s)")
     run.header(lines, data, args, device, state)
     print(f"loss       {loss_unit(config['model'])}", flush=True)
-    return run.train(model, loss_fn_for(config), data, recipe, args, config, state, device, loss_unit(config["model"]),
-                     until=until)
+    history = run.train(model, loss_fn_for(config), data, recipe, args, config, state, device,
+                        loss_unit(config["model"]), until=until)
+    if config["model"] == "VAE" and config.get("stages", 1) == 2 and history and distributed.is_main():
+        add_second_stage(args.checkpoint, data.split("train")[0])
+        print(f"stage 2    a two-stage VAE: the second stage fitted to the training codes -> {args.checkpoint}")
+    return history
 
 
 def main(argv=None, default_model=None):

@@ -160,6 +160,8 @@ def main(argv=None):
     p.add_argument("--plot", default=None, help="where the figure goes (default: docs/diffusion_curve.png when "
                                                 "every budget is measured, else none)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cached", action="store_true",
+                   help="train and sample nothing: the table and figure of the points already in --workdir")
     args = p.parse_args(argv)
     torch.set_num_threads(os.cpu_count())
     workdir, data_dir = Path(args.workdir).resolve(), str(Path(args.data).resolve())
@@ -174,7 +176,7 @@ def main(argv=None):
     results = []
     for name in args.configs:
         guidance = BASELINE_GUIDANCE if name == "baseline" and args.guidance is None else default_guidance
-        todo = [m for m in args.minutes if f"{name}/{m:g}/{guidance:g}" not in cache]
+        todo = [] if args.cached else [m for m in args.minutes if f"{name}/{m:g}/{guidance:g}" not in cache]
         if todo and name == "reference":
             points = reference_points(data, todo, args.seed, N_SAMPLES)
         elif todo:
@@ -186,7 +188,7 @@ def main(argv=None):
             cache[f"{name}/{m:g}/{guidance:g}"] = dict(config=name, minutes=m, guidance=guidance, **info, **quality)
             cache_path.write_text(json.dumps(cache, indent=1))
             print(table([cache[f"{name}/{m:g}/{guidance:g}"]]).splitlines()[-1], flush=True)
-        results += [cache[f"{name}/{m:g}/{guidance:g}"] for m in args.minutes]
+        results += [cache[key] for m in args.minutes if (key := f"{name}/{m:g}/{guidance:g}") in cache]
     vae = None
     if GENERATORS["VAE"].trained():
         model, ckpt = GENERATORS["VAE"].load()

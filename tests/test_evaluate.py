@@ -50,7 +50,9 @@ def test_evaluator_is_reused_until_the_data_changes(tiny_flowers, workdir, monke
 def test_report_with_a_missing_model(tiny_flowers, workdir, monkeypatch, capsys):
     real_train = evaluator_module.train_classifier
     monkeypatch.setattr(evaluator_module, "train_classifier", lambda d, log=print: real_train(d, epochs=2, log=log))
-    train_script.main(["--model", "AE", "--data", str(tiny_flowers), "--epochs", "1", "--threads", "1"])
+    # batch 8: enough steps in one epoch of the tiny set for reconstructions that resemble their images
+    train_script.main(["--model", "AE", "--data", str(tiny_flowers), "--epochs", "1", "--batch-size", "8",
+                       "--threads", "1"])
     evaluate.main(["--model", "all", "--n", "20", "--threads", "1"])
     report = (workdir / "vis/report.md").read_text()
     assert "| VAE |" in report and "not trained yet — run python train_script.py --model VAE" in report

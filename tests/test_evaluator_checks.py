@@ -103,3 +103,13 @@ def test_evaluate_scores_a_folder_of_samples(tiny_flowers, workdir, monkeypatch,
     assert row["row"] == "samples" and row["n"] == 8 and row["fd"] > 0 and 0 <= row["class_accuracy"] <= 1
     assert [r["row"] for r in rows[:2]] == ["real (held-out)", "real, blurred (sigma 0.5 px)"]
     assert not (workdir / "vis" / "report.md").exists()   # scoring a folder leaves the models' report alone
+
+
+def test_the_curve_trains_each_budget_of_a_decaying_recipe_on_its_own():
+    """A learning rate that decays to the end of --minutes (the default's) cannot be snapshotted from one resumed run:
+    each budget is its own run. A constant one (the baseline's) can."""
+    from bench import diffusion_curve
+    assert diffusion_curve.budget_dependent("default")
+    assert diffusion_curve.budget_dependent("p2-cosine")
+    assert not diffusion_curve.budget_dependent("baseline")
+    assert not diffusion_curve.budget_dependent("fm-patch2")

@@ -14,6 +14,7 @@ from conftest import ROOT
 from utils import cli
 from utils.data.dataset import load_dataset, to_float
 from utils.generators import GENERATORS
+from utils.models import training_defaults
 
 TINY_DIFFUSION = ["--minutes", "0", "--epochs", "1", "--steps", "2", "--film-steps", "2", "--base", "8",
                   "--threads", "1", "--batch-size", "16", "--preview-every", "0"]
@@ -62,7 +63,7 @@ def test_resume_refuses_a_contradicting_flag_and_leaves_the_resume_file(flags, n
 def test_autoencoder_resume_refuses_another_learning_rate(tiny_flowers, workdir, capsys):
     train_script.main(["--model", "AE", "--data", str(tiny_flowers), "--epochs", "1", "--threads", "1"])
     err = one_line_error(train_script.main, ["--model", "AE", "--resume", "--lr", "0.5", "--epochs", "2"], capsys)
-    assert "--lr 0.5 contradicts" in err and "lr = 0.001" in err
+    assert "--lr 0.5 contradicts" in err and f"lr = {training_defaults('AE')['lr']}" in err
 
 
 def test_resume_trains_on_the_saved_data_whatever_the_default_folder(tiny_flowers, workdir, capsys):

@@ -35,8 +35,9 @@ def test_mlp_dimensions(size):
 
 @pytest.mark.parametrize("cls", [Autoencoder, VarAutoencoder])
 @pytest.mark.parametrize("size", [24, 64])
-def test_conv_dimensions(cls, size):
-    model = cls(image_size=size, encoding_dim=64)
+@pytest.mark.parametrize("kernel", [2, 4])
+def test_conv_dimensions(cls, size, kernel):
+    model = cls(image_size=size, encoding_dim=64, upsample_kernel=kernel)
     h, q = size // 2, size // 4
     x = torch.rand(2, 3, size, size)
     # After each stage (the ReLU or pooling that closes it): 32xH/2 -> 64xH/4 -> 128xH/4.
@@ -56,6 +57,16 @@ def test_shared_interface(cls):
     z = model.encode(torch.rand(3, 3, 32, 32))
     assert z.shape == (3, model.encoding_dim) == (3, 16)
     assert model.decode(torch.randn(5, 16)).shape == (5, 3, 32, 32)
+
+
+def upsampling_kernels(model):
+    return [m.kernel_size for m in model.modules() if isinstance(m, nn.ConvTranspose2d)]
+
+
+def test_checkpoints_from_before_the_kernel_4_decoder_still_build():
+    old = dict(model="VAE", image_size=24, channels=3, encoding_dim=64)  # no upsample_kernel: saved before it
+    assert upsampling_kernels(build_model(old)) == [(2, 2)] * 2
+    assert upsampling_kernels(build_model(dict(old, upsample_kernel=4))) == [(4, 4)] * 2
 
 
 def test_image_size_must_be_multiple_of_4():

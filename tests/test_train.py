@@ -68,7 +68,8 @@ def test_training_lowers_the_loss(name, tmp_path):
 
 def test_defaults_per_optimizer():
     assert training_defaults("AE")["optimizer"] == "adam"
-    assert training_defaults("AE", "sgd")["epochs"] == 60
+    sgd = training_defaults("AE", "sgd")   # its own entry: the handout's plain-SGD baseline, not Adam's recipe
+    assert (sgd["lr"], sgd["batch_size"]) == (1.5, 8) != tuple(training_defaults("AE")[k] for k in ("lr", "batch_size"))
     assert training_defaults("AE", "momentum")["batch_size"] == training_defaults("AE")["batch_size"]
 
 
