@@ -23,7 +23,8 @@ def get_args(argv=None, default_model=None):
     p.add_argument("--encoding-dim", type=int, default=64, help="size of the latent code")
     p.add_argument("--upsample-kernel", type=int, choices=[2, 4], default=2,
                    help="AE and VAE: kernel of the decoder's stride-2 transposed convolutions (2, the default: each code "
-                        "position decodes into its own 4x4 block, which shows as a grid; 4: they overlap, ~1/3 slower)")
+                        "position decodes into its own 4x4 block, which shows as a grid; 4: they overlap, for 4x the multiply-adds "
+                        "in those two layers)")
     p.add_argument("--recon", choices=["mse", "sigma", "bce"], default="sigma",
                    help="VAE only: the decoder's likelihood: calibrated Gaussian (sigma-VAE, the default: the variance "
                         "that fits the error), Gaussian of variance 1/2 (the plain squared error), or Bernoulli")
