@@ -48,7 +48,7 @@ def fit_code_vae(codes, epochs=300, batch_size=256, lr=1e-3, hidden=512, seed=0)
         model = CodeVAE(codes.shape[1], hidden)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         for _ in range(epochs * math.ceil(len(codes) / batch_size)):
-            loss = model.loss(codes[torch.randint(len(codes), (batch_size,))])
+            loss = model.loss(codes[torch.randint(len(codes), (min(batch_size, len(codes)),))])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
