@@ -23,7 +23,7 @@ from utils.data.images import load_image
 from utils.data.multilabel import label_set_scores
 from utils.errors import UserError
 from utils.evaluation import metrics
-from utils.evaluation.evaluator import decide, load_or_train_evaluator, predict
+from utils.evaluation.evaluator import decide, predict, yardstick
 from utils.evaluation.table import markdown_table
 from utils.figures import image_rows
 from utils.generators import GENERATORS
@@ -190,9 +190,8 @@ def main(argv=None):
     device = cli.setup(args)
     data_source, size, labels_file, objects_file = report_settings(args, kinds)
     data = load_dataset(data_source, size, labels_file=labels_file, objects_file=objects_file, quiet=args.json)
-    evaluator, evaluator_accuracy = load_or_train_evaluator(data, retrain=args.retrain_evaluator,
+    evaluator, evaluator_accuracy, _, reference = yardstick(data, retrain=args.retrain_evaluator,
                                                             log=print if not args.json else lambda line: None)
-    reference = predict(evaluator, to_float(data.images[data.train_idx]), features=True)
     generator = torch.Generator().manual_seed(args.seed)
     say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
 

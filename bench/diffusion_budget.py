@@ -31,8 +31,8 @@ import diffusion  # noqa: E402
 from utils.generators import GENERATORS  # noqa: E402
 import evaluate  # noqa: E402
 import utils.data.images  # noqa: E402
-from utils.data.dataset import load_dataset, to_float  # noqa: E402
-from utils.evaluation.evaluator import load_or_train_evaluator, predict  # noqa: E402
+from utils.data.dataset import load_dataset  # noqa: E402
+from utils.evaluation.evaluator import yardstick  # noqa: E402
 
 # name -> (diffusion.py flags, label)
 OURS = {
@@ -143,9 +143,7 @@ def main():
     data_dir = str(Path(args.data).resolve())
     utils.data.images.CACHE_DIR = Path.cwd() / utils.data.images.CACHE_DIR
     data = load_dataset(data_dir, 24, quiet=True)
-    evaluator, accuracy = load_or_train_evaluator(data, path=str(Path.cwd() / "models/Evaluator.pth"))
-    train = to_float(data.images[data.train_idx])
-    reference_feats = predict(evaluator, train, features=True)
+    evaluator, accuracy, train, reference_feats = yardstick(data, path=str(Path.cwd() / "models/Evaluator.pth"))
     vae_path = Path.cwd() / "models/Best_VAE.pth"
     print(f"# diffusion at equal CPU minutes on {args.data} (24px) — {datetime.date.today()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}; {args.n} class-balanced samples each, evaluator accuracy {accuracy:.1%}")

@@ -30,11 +30,12 @@ import diffusion  # noqa: E402
 import evaluate  # noqa: E402
 from diffusion_budget import sample_reference, train_reference  # noqa: E402
 from evaluator_checks import flags, run, snapshot  # noqa: E402
-from utils.data.dataset import load_dataset, to_float  # noqa: E402
-from utils.evaluation.evaluator import load_or_train_evaluator, predict  # noqa: E402
+from utils.data.dataset import load_dataset  # noqa: E402
+from utils.evaluation.evaluator import yardstick  # noqa: E402
 from utils.generators import GENERATORS, SamplingOptions  # noqa: E402
 
 BASELINE_GUIDANCE = 2.0   # the baseline's sampling default then; every other configuration samples with diffusion.py's
+PREVIOUS = ["--ema", "0.999", "--upsample", "nearest"]   # the default of the morning of 2026-11-27
 
 
 CONFIGS = {  # name -> diffusion.py flags
@@ -59,6 +60,14 @@ CONFIGS = {  # name -> diffusion.py flags
     "p2-batch32": flags(objective="flow", min_snr=0, patch=2, batch_size=32),
     "p2-cosine": flags(objective="flow", min_snr=0, patch=2, warmup=50, lr_decay="cosine"),
     "p2-lr1e-3": flags(objective="flow", min_snr=0, patch=2, lr=1e-3),
+    # on the default of the morning of 2026-11-27 (flow, patch 2, cosine decay, EMA 0.999, nearest upsampling)
+    "previous": PREVIOUS,
+    "patch3": PREVIOUS + ["--patch", "3"],
+    "patch3-base48": PREVIOUS + ["--patch", "3", "--base", "48"],
+    "lr3e-3": PREVIOUS + ["--lr", "3e-3"],
+    "batch128": PREVIOUS + ["--batch-size", "128", "--lr", "3e-3"],
+    "ema0": ["--ema", "0", "--upsample", "nearest"],
+    "ema0-transposed": ["--ema", "0", "--upsample", "transposed"],   # = the default since then
 }
 MINUTES = (1, 2, 3, 5, 10, 15)
 N_SAMPLES = 1000
@@ -167,9 +176,7 @@ def main(argv=None):
     workdir, data_dir = Path(args.workdir).resolve(), str(Path(args.data).resolve())
     default_guidance = args.guidance if args.guidance is not None else diffusion.get_args([]).guidance
     data = load_dataset(data_dir, 24, quiet=True)
-    evaluator, _ = load_or_train_evaluator(data, path=workdir / "Evaluator.pth")
-    train = to_float(data.images[data.train_idx])
-    reference = predict(evaluator, train, features=True)
+    evaluator, _, train, reference = yardstick(data, path=workdir / "Evaluator.pth")
     cache_path = workdir / "results.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     floor = evaluate.calibration_rows(data, reference, evaluator, N_SAMPLES, torch.Generator().manual_seed(0))[0][0]

@@ -20,8 +20,8 @@ import torch  # noqa: E402
 import diffusion  # noqa: E402
 from utils.generators import GENERATORS  # noqa: E402
 import evaluate  # noqa: E402
-from utils.data.dataset import load_dataset, to_float  # noqa: E402
-from utils.evaluation.evaluator import load_or_train_evaluator, predict  # noqa: E402
+from utils.data.dataset import load_dataset  # noqa: E402
+from utils.evaluation.evaluator import yardstick  # noqa: E402
 
 SETTINGS = [("ddpm", 1000), ("ddim", 50), ("ddim", 25), ("dpm", 20), ("dpm", 10)]
 
@@ -40,9 +40,7 @@ def main():
     model, ckpt = GENERATORS["diffusion"].load(args.checkpoint)
     config = ckpt["config"]
     data = load_dataset(config["data"], config["image_size"], quiet=True)
-    evaluator, _ = load_or_train_evaluator(data)
-    train = to_float(data.images[data.train_idx])
-    reference = predict(evaluator, train, features=True)
+    evaluator, _, train, reference = yardstick(data)
     labels = diffusion.balanced_labels(len(config["classes"]), args.n) if config["conditional"] else None
     print(f"# samplers on {args.checkpoint or 'models/Best_diffusion.pth'} (epoch {ckpt['epoch']}, {config['data']}) — {datetime.date.today()}, "
           f"{os.cpu_count()} cores; n={args.n}, guidance {args.guidance:g}")

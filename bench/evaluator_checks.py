@@ -32,13 +32,13 @@ import torch  # noqa: E402
 
 import evaluate  # noqa: E402
 from utils.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from utils.data.dataset import load_dataset, to_float  # noqa: E402
-from utils.evaluation.evaluator import load_or_train_evaluator, predict  # noqa: E402
+from utils.data.dataset import load_dataset  # noqa: E402
+from utils.evaluation.evaluator import yardstick  # noqa: E402
 
 SNAPSHOT_MINUTES = (1, 3, 15)
 # The default of 2026-11-26, spelled out: v-prediction at full resolution, constant learning rate.
 BASELINE = dict(objective="v", schedule="cosine", min_snr=5, batch_size=64, lr=2e-3, base=32, ema=0.999, patch=1,
-                warmup=0, lr_decay="none")
+                upsample="nearest", warmup=0, lr_decay="none")
 
 
 def flags(**changes):
@@ -155,9 +155,8 @@ def main(argv=None):
         shutil.rmtree(workdir / "samples", ignore_errors=True)
     data = load_dataset(args.data, args.image_size, quiet=True)
     start = time.perf_counter()
-    evaluator, valid_accuracy = load_or_train_evaluator(data, path=workdir / "models" / "Evaluator.pth", retrain=True)
-    train_seconds = time.perf_counter() - start
-    reference = predict(evaluator, to_float(data.images[data.train_idx]), features=True)
+    evaluator, valid_accuracy, _, reference = yardstick(data, path=workdir / "models" / "Evaluator.pth", retrain=True)
+    train_seconds = time.perf_counter() - start   # (and the training images' features, a second)
     rows, _ = evaluate.calibration_rows(data, reference, evaluator, N_SAMPLES, torch.Generator().manual_seed(args.seed))
     failures = ladder_failures(rows)
     if valid_accuracy < 0.9:

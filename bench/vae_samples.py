@@ -25,8 +25,8 @@ import torch  # noqa: E402
 import evaluate  # noqa: E402
 import train_script  # noqa: E402
 import utils.data.images  # noqa: E402
-from utils.data.dataset import load_dataset, to_float  # noqa: E402
-from utils.evaluation.evaluator import load_or_train_evaluator, predict  # noqa: E402
+from utils.data.dataset import load_dataset  # noqa: E402
+from utils.evaluation.evaluator import yardstick  # noqa: E402
 from utils.generators import GENERATORS  # noqa: E402
 
 SETTINGS = ["", "--stages 1", "--recon mse --stages 1"]
@@ -41,9 +41,7 @@ def main():
     data_dir = str(Path(args.data).resolve())
     utils.data.images.CACHE_DIR = Path.cwd() / utils.data.images.CACHE_DIR
     data = load_dataset(data_dir, 24, quiet=True)
-    evaluator, _ = load_or_train_evaluator(data, path=str(Path.cwd() / "models/Evaluator.pth"))
-    train = to_float(data.images[data.train_idx])
-    reference = predict(evaluator, train, features=True)
+    evaluator, _, train, reference = yardstick(data, path=str(Path.cwd() / "models/Evaluator.pth"))
     print(f"# VAE random samples on {args.data} at 24px — {datetime.date.today()}, {os.cpu_count()} cores")
     gaussian = evaluate.sample_quality(evaluate.gaussian_baseline(train, args.n, torch.Generator().manual_seed(0)),
                                        reference, evaluator, train)

@@ -9,6 +9,7 @@ from utils.errors import UserError
 from utils.sampling.objectives import OBJECTIVES
 from utils.sampling.paths import Discrete, Straight
 from utils.sampling.samplers import SAMPLERS
+from utils.training.train import EMA
 
 
 def ddpm_path(schedule="cosine", timesteps=1000):
@@ -269,9 +270,10 @@ def test_guidance_weights():
         assert not torch.allclose(cond, uncond)
 
 
-def test_overfitting_eight_images_drives_the_loss_down():
+@pytest.mark.parametrize("upsample", ["nearest", "transposed"])
+def test_overfitting_eight_images_drives_the_loss_down(upsample):
     torch.manual_seed(0)
-    model = Diffuser(16, 3, num_classes=0, base=16, mults=(1, 2))
+    model = Diffuser(16, 3, num_classes=0, base=16, mults=(1, 2), upsample=upsample)
     path = ddpm_path()
     from utils.data.synthetic import synthetic_flowers
     x0 = synthetic_flowers(n_per_class=3, image_size=16)[0][:8].float() / 127.5 - 1
@@ -291,6 +293,15 @@ def test_overfitting_eight_images_drives_the_loss_down():
     assert fixed_noise_loss() < 0.5 * before
 
 
+def test_a_checkpoint_from_before_the_upsample_setting_builds_its_nearest_upsampling():
+    config = dict(image_size=24, channels=3, classes=["a", "b"], conditional=True, base=16, patch=2)
+    old, transposed = diffusion.build(config), diffusion.build(dict(config, upsample="transposed"))
+    assert all(isinstance(up, torch.nn.Conv2d) for up in old.upsample)
+    assert all(isinstance(up, torch.nn.ConvTranspose2d) for up in transposed.upsample)
+    x, t = torch.randn(2, 3, 24, 24), torch.tensor([10, 500])
+    assert old(x, t).shape == transposed(x, t).shape == x.shape
+
+
 def run_diffusion(tiny, *flags):
     diffusion.main(["--data", str(tiny), "--minutes", "0", "--epochs", "1", "--steps", "3", "--film-steps", "3",
                     "--base", "8", "--threads", "1", "--batch-size", "16", *flags])
@@ -307,7 +318,25 @@ def test_train_command_and_checkpoint(tiny_flowers, workdir, capsys):
     assert ckpt["config"]["classes"] == ["astilbe", "bellflower", "calendula"] and ckpt["config"]["base"] == 8
     saved = torch.load("models/Best_diffusion.pth", weights_only=True)
     assert all(torch.equal(model.state_dict()[k], saved["ema"][k]) for k in saved["ema"])
-    assert any(not torch.equal(saved["ema"][k], saved["model"][k]) for k in saved["ema"])  # EMA is its own copy
+    # EMA 0 (the default): the sampling weights are the last trained ones
+    assert all(torch.equal(saved["ema"][k], saved["model"][k]) for k in saved["ema"])
+
+
+def test_ema_averages_the_weights_after_its_warm_up():
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = EMA(model, decay=0.5)
+    for value in (1.0, 2.0, 4.0):
+        model.weight.data.fill_(value)
+        ema.update(model)
+    # the warm-up's decays (1 + n) / (10 + n), all under 0.5 here: 2/11, 3/12, 4/13
+    first = 9 / 11
+    second = 0.25 * first + 0.75 * 2
+    assert ema.model.weight.item() == pytest.approx(4 / 13 * second + 9 / 13 * 4)
+    last = EMA(model, decay=0.0)
+    model.weight.data.fill_(7.0)
+    last.update(model)
+    assert last.model.weight.item() == 7.0
 
 
 @pytest.mark.parametrize("objective", ["v", "flow"])

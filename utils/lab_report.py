@@ -24,11 +24,19 @@ INNOVATIONS = [
      "where the image's layout is decided."),
     ("conditional", True, "Class-conditional with classifier-free guidance (Ho & Salimans 2022): labels dropped with "
      "probability p_uncond in training, so one network gives both predictions that guidance mixes."),
+    ("patch", 2, "The U-Net sees 2x2 blocks of pixels as one position (pixel unshuffle), so its first level runs at "
+     "half the resolution, for a quarter of the convolutions' cost."),
+    ("upsample", "transposed", "2x2 stride-2 transposed convolutions go up a level of the U-Net, a ninth of the "
+     "multiply-adds of a 3x3 convolution at the finer grid."),
+    ("lr_decay", "cosine", "The learning rate warms up and then falls to zero along a cosine at the end of the "
+     "wall-clock budget, so training ends on small steps."),
+    ("ema", 0.0, "Sampling from the last weights: with the learning rate decayed to zero they measured better than an "
+     "exponential moving average at these budgets."),
+    ("ema", 0.999, "Sampling from an exponential moving average of the weights (with a warm-up suited to short runs)."),
 ]
 ALWAYS = [
     "A compact U-Net with FiLM-style time and class conditioning and self-attention only at the lowest resolution, "
     "sized to train in minutes on a laptop CPU.",
-    "Sampling from an exponential moving average of the weights (with a warm-up suited to short runs).",
     "Few-step deterministic samplers (DPM-Solver++(2M), DDIM/Euler, Heun) instead of 1,000 ancestral steps.",
     "A wall-clock training budget (`--minutes`), counted across `--resume`.",
 ]

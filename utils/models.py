@@ -97,7 +97,7 @@ def load(name, checkpoint=None, device="cpu", image_size=None):
     model = build_model(ckpt["config"])
     model.load_state_dict(ckpt["model"])
     if "second_stage" in ckpt:   # a two-stage VAE
-        model.second_stage = CodeVAE(model.encoding_dim)
+        model.second_stage = CodeVAE(model.encoding_dim, hidden=len(ckpt["second_stage"]["decoder.0.weight"]))
         model.second_stage.load_state_dict(ckpt["second_stage"])
     return model.to(device).eval(), ckpt
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils.data.augment import augment
+from utils.data.dataset import to_float
 from utils.training.checkpoint import load_checkpoint, save_checkpoint
 
 EVALUATOR_PATH = "models/Evaluator.pth"
@@ -165,3 +166,11 @@ def load_or_train_evaluator(data, path=EVALUATOR_PATH, retrain=False, log=print)
                   input_size=model.input_size, valid_accuracy=valid_accuracy)
     save_checkpoint(path, dict(config=config, model=model.state_dict()))
     return model.eval(), valid_accuracy
+
+
+def yardstick(data, path=EVALUATOR_PATH, retrain=False, log=print):
+    """What every score compares against: the evaluator (and its validation accuracy), the training images as
+    floats and their features."""
+    evaluator, accuracy = load_or_train_evaluator(data, path, retrain, log)
+    train = to_float(data.images[data.train_idx])
+    return evaluator, accuracy, train, predict(evaluator, train, features=True)

@@ -67,7 +67,7 @@ def make_scheduler(name, optimizer, epochs):
 
 
 class EMA:
-    """An exponential moving average of a model's weights: diffusion samples from it, not from the raw weights."""
+    """An exponential moving average of a model's weights, which diffusion samples from (decay 0: the last weights)."""
 
     def __init__(self, model, decay=0.999):
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
