@@ -12,6 +12,7 @@ import random_generation
 import train_script
 from conftest import ROOT
 from utils import cli
+from utils.evaluation import evaluator as evaluator_module
 from utils.data.dataset import load_dataset, to_float
 from utils.generators import GENERATORS
 from utils.models import training_defaults
@@ -96,8 +97,8 @@ def test_evaluation_reconstructs_the_checkpoints_own_validation_images(tiny_flow
     seen = []
     real = evaluate.reconstruction_quality
     monkeypatch.setattr(evaluate, "reconstruction_quality", lambda kind, model, x: seen.append(x) or real(kind, model, x))
-    monkeypatch.setattr(evaluate, "load_or_train_evaluator",
-                        lambda data, retrain=False, log=print: (evaluate_stub_classifier(data), 1.0))
+    monkeypatch.setattr(evaluator_module, "load_or_train_evaluator",
+                        lambda data, *args, **kwargs: (evaluate_stub_classifier(data), 1.0))
     evaluate.main(["--model", "AE", "--n", "12", "--threads", "1"])
     own = load_dataset(str(tiny_flowers), 24, split_seed=1)
     default = load_dataset(str(tiny_flowers), 24, split_seed=0)
