@@ -202,10 +202,10 @@ def make_path(config):
 
 
 def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None):
-    """The EMA network of a saved diffusion model, rebuilt from its checkpoint alone."""
+    """The sampling network of a saved diffusion model (its EMA, or its last weights), rebuilt from the checkpoint."""
     ckpt = load_checkpoint(checkpoint, model=name, image_size=image_size)
     model = build(ckpt["config"])
-    model.load_state_dict(ckpt["ema"])
+    model.load_state_dict(ckpt.get("ema") or ckpt["model"])  # without an EMA (--ema 0) the checkpoint stores none
     # channels-last convolutions sample ~25 % faster on CPU (measured; training gains nothing from them)
     return model.to(device, memory_format=torch.channels_last).eval(), ckpt
 
@@ -407,7 +407,7 @@ def main(argv=None):
 def train(args):
     config, state, data, device = run.start(args, "diffusion", settings(args))
     model = build(config).to(device)
-    ema = EMA(model, config["ema"])
+    ema = EMA(model, config["ema"]) if config["ema"] else None  # decay 0: sample from the weights themselves
     path = make_path(config)
     labelled = config["conditional"]
 
@@ -420,7 +420,7 @@ def train(args):
 
     def preview(epoch):
         if args.preview_every and epoch % args.preview_every == 0:
-            sample_grid(ema.model, config, "vis/preview_diffusion.png", args.seed, device, options, per_row=8)
+            sample_grid((ema.model if ema else model).eval(), config, "vis/preview_diffusion.png", args.seed, device, options, per_row=8)
 
     recipe = Recipe(torch.optim.Adam(model.parameters(), lr=config["lr"]), args.epochs, config["batch_size"],
                     early_stopping=EarlyStopping(patience=None), ema=ema, minutes=args.minutes or None,
@@ -438,7 +438,7 @@ def train(args):
                 + (f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs") + f", seed {config['seed']}"
                 + (", augmented (flips, crops)" if config["augment"] else "")], data, args, device, state)
     history = run.train(model, loss_fn, data, recipe, args, config, state, device, "loss (weighted squared error)",
-                        "diffusion: training loss (validation: EMA weights, fixed noise)", on_epoch_end=preview)
+                        "diffusion: training loss (validation: " + ("EMA weights, " if ema else "") + "fixed noise)", on_epoch_end=preview)
     if not history or not distributed.is_main():  # the main process draws the final figures
         return
     best_model, ckpt = load(checkpoint=args.checkpoint, device=device)

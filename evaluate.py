@@ -49,12 +49,14 @@ def gaussian_baseline(train_images, n, generator):
     return (mean + weights @ (flat - mean)).float().clamp(0, 1).view(n, *train_images.shape[1:])
 
 
-def sample_quality(images, reference, evaluator, train_images, labels=None):
-    """FD, KID, precision/recall against the reference features; memorisation; class accuracy if labelled."""
+def sample_quality(images, stick, labels=None):
+    """FD, KID, precision/recall against the yardstick's reference features; memorisation; class accuracy if
+    labelled."""
+    evaluator, reference = stick.evaluator, stick.reference
     feats = predict(evaluator, images, features=True)
     kid, kid_std = metrics.kernel_inception_distance(feats, reference, subsets=50)
     row = dict(n=len(images), fd=metrics.frechet_distance(feats, reference), kid=kid, kid_std=kid_std,
-               nn_distance=metrics.nearest_neighbour_distance(images, train_images))
+               nn_distance=metrics.nearest_neighbour_distance(images, stick.train))
     if len(feats) > 3:  # k=3 neighbourhoods need at least 4 points (only tiny test sets have fewer)
         row["precision"], row["recall"] = metrics.precision_recall(reference, feats, k=3)
     if labels is None:
@@ -81,7 +83,7 @@ def own_split(data, config):
     return load_training_data(dict(config, image_size=data.image_size), data.source, quiet=True)
 
 
-def model_row(kind, data, reference, evaluator, n, seed, device):
+def model_row(kind, data, stick, n, seed, device):
     if not kind.trained():
         return dict(row=kind.name, status="not trained yet — run " + kind.train_command), None
     try:
@@ -96,7 +98,7 @@ def model_row(kind, data, reference, evaluator, n, seed, device):
     if kind.samples:  # a multi-label model draws the validation split's object sets
         samples, labels = kind.api.evaluation_samples(model, ckpt["config"], n, seed, device,
                                                       data.labels[data.valid_idx])
-        row.update(sample_quality(samples.cpu(), reference, evaluator, to_float(data.images[data.train_idx]), labels))
+        row.update(sample_quality(samples.cpu(), stick, labels))
     return row, samples
 
 
@@ -130,13 +132,12 @@ def ladder(valid, train, n, generator):
     yield "Gaussian fit to pixels", None, 0, gaussian_baseline(train, n, generator)
 
 
-def calibration_rows(data, reference, evaluator, n, generator):
-    train = to_float(data.images[data.train_idx])
+def calibration_rows(data, stick, n, generator):
     held_out = data.valid_idx[torch.randperm(len(data.valid_idx), generator=generator)[:n]]  # all classes
     valid, labels = to_float(data.images[held_out]), data.labels[held_out]
     rows = []
-    for name, kind, rung, images in ladder(valid, train, n, generator):
-        quality = sample_quality(images, reference, evaluator, train, labels if name != "Gaussian fit to pixels" else None)
+    for name, kind, rung, images in ladder(valid, stick.train, n, generator):
+        quality = sample_quality(images, stick, labels if name != "Gaussian fit to pixels" else None)
         rows.append(dict(row=name, status="calibration", ladder=kind, rung=rung, **quality))
     return rows, valid
 
@@ -155,10 +156,9 @@ def read_samples(folder, data):
     return to_float(images), labels
 
 
-def samples_row(folder, data, reference, evaluator):
+def samples_row(folder, data, stick):
     images, labels = read_samples(folder, data)
-    train = to_float(data.images[data.train_idx])
-    return dict(row=str(folder), status="samples folder", **sample_quality(images, reference, evaluator, train, labels))
+    return dict(row=str(folder), status="samples folder", **sample_quality(images, stick, labels))
 
 
 def markdown(rows, settings):
@@ -190,21 +190,20 @@ def main(argv=None):
     device = cli.setup(args)
     data_source, size, labels_file, objects_file = report_settings(args, kinds)
     data = load_dataset(data_source, size, labels_file=labels_file, objects_file=objects_file, quiet=args.json)
-    evaluator, evaluator_accuracy, _, reference = yardstick(data, retrain=args.retrain_evaluator,
-                                                            log=print if not args.json else lambda line: None)
+    stick = yardstick(data, retrain=args.retrain_evaluator, log=print if not args.json else lambda line: None)
     generator = torch.Generator().manual_seed(args.seed)
     say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
 
-    rows, real = calibration_rows(data, reference, evaluator, args.n, generator)
+    rows, real = calibration_rows(data, stick, args.n, generator)
     figure_rows, figure_labels = [real[:10]], ["real"]
     for kind in kinds:
-        row, samples = model_row(kind, data, reference, evaluator, args.n, args.seed, device)
+        row, samples = model_row(kind, data, stick, args.n, args.seed, device)
         rows.append(row)
         if samples is not None:
             figure_rows.append(samples[:10].cpu())
             figure_labels.append(kind.name)
         say(f"{kind.name}: {row['status']}")
-    rows += [samples_row(folder, data, reference, evaluator) for folder in args.samples]
+    rows += [samples_row(folder, data, stick) for folder in args.samples]
     if args.json:
         for row in rows:
             print(json.dumps(row))
@@ -212,9 +211,9 @@ def main(argv=None):
 
     settings = {"data": f"{data.source} ({len(data.train_idx)} train / {len(data.valid_idx)} valid, "
                         f"{data.image_size}px, {'objects' if data.multi_label else 'classes'} {', '.join(data.classes)})",
-                "features": f"{evaluator.feature_dim}-d, pooled from every stage of the project's own classifier "
+                "features": f"{stick.evaluator.feature_dim}-d, pooled from every stage of the project's own classifier "
                             f"(trained on the classes and on telling training images apart), validation "
-                            f"{'exact-set ' if data.multi_label else ''}accuracy {evaluator_accuracy:.1%}",
+                            f"{'exact-set ' if data.multi_label else ''}accuracy {stick.accuracy:.1%}",
                 "reference": "FD, KID, precision/recall (k=3) against the training split's features; "
                              "reconstruction on the validation split; NN dist: mean L2 pixel distance to "
                              "the nearest training image",

@@ -143,10 +143,10 @@ def main():
     data_dir = str(Path(args.data).resolve())
     utils.data.images.CACHE_DIR = Path.cwd() / utils.data.images.CACHE_DIR
     data = load_dataset(data_dir, 24, quiet=True)
-    evaluator, accuracy, train, reference_feats = yardstick(data, path=str(Path.cwd() / "models/Evaluator.pth"))
+    stick = yardstick(data, path=str(Path.cwd() / "models/Evaluator.pth"))
     vae_path = Path.cwd() / "models/Best_VAE.pth"
     print(f"# diffusion at equal CPU minutes on {args.data} (24px) — {datetime.date.today()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}; {args.n} class-balanced samples each, evaluator accuracy {accuracy:.1%}")
+          f"torch {torch.__version__}; {args.n} class-balanced samples each, evaluator accuracy {stick.accuracy:.1%}")
     print("| configuration | objective | sampler | steps | minutes | epochs | train img/s | sample s / 64 | "
           "FD ↓ | KID ↓ | precision | recall | class acc |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -170,7 +170,7 @@ def main():
                 samples, labels = sample_ours(trained, args.n, args.guidance, args.sampler, args.our_steps, args.seed)
                 objective = trained[1]["config"]["objective"] + ", " + trained[1]["config"]["schedule"]
                 sampler, steps = args.sampler.upper(), args.our_steps
-            q = evaluate.sample_quality(samples, reference_feats, evaluator, train, labels)
+            q = evaluate.sample_quality(samples, stick, labels)
             rows.append((label, q))
             print(f"| {label} | {objective} | {sampler} | {steps} | {args.minutes:g} | {epochs} | "
                   f"{images_per_s:.0f} | {per_64:.1f} | {q['fd']:.2f} | {q['kid']:.4f} | "
@@ -179,7 +179,7 @@ def main():
             os.chdir(ROOT)
             vae, ckpt = GENERATORS["VAE"].load(str(vae_path))
             vae_samples = GENERATORS["VAE"].api.generate(vae, ckpt["config"], args.n, seed=args.seed)
-            q = evaluate.sample_quality(vae_samples, reference_feats, evaluator, train)
+            q = evaluate.sample_quality(vae_samples, stick)
             print(f"| VAE (models/Best_VAE.pth, epoch {ckpt['epoch']}) | — | decoder | 1 | — | {ckpt['epoch']} | — | — | "
                   f"{q['fd']:.2f} | {q['kid']:.4f} | {q['precision']:.3f} | {q['recall']:.3f} | — |")
 

@@ -176,10 +176,10 @@ def main(argv=None):
     workdir, data_dir = Path(args.workdir).resolve(), str(Path(args.data).resolve())
     default_guidance = args.guidance if args.guidance is not None else diffusion.get_args([]).guidance
     data = load_dataset(data_dir, 24, quiet=True)
-    evaluator, _, train, reference = yardstick(data, path=workdir / "Evaluator.pth")
+    stick = yardstick(data, path=workdir / "Evaluator.pth")
     cache_path = workdir / "results.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    floor = evaluate.calibration_rows(data, reference, evaluator, N_SAMPLES, torch.Generator().manual_seed(0))[0][0]
+    floor = evaluate.calibration_rows(data, stick, N_SAMPLES, torch.Generator().manual_seed(0))[0][0]
     results = []
     for name in args.configs:
         guidance = BASELINE_GUIDANCE if name == "baseline" and args.guidance is None else default_guidance
@@ -191,7 +191,7 @@ def main(argv=None):
             points = {m: our_point(paths[m], N_SAMPLES, args.seed, guidance) for m in todo}
         for m in todo:
             samples, labels, info = points[m]
-            quality = evaluate.sample_quality(samples, reference, evaluator, train, labels)
+            quality = evaluate.sample_quality(samples, stick, labels)
             cache[f"{name}/{m:g}/{guidance:g}"] = dict(config=name, minutes=m, guidance=guidance, **info, **quality)
             cache_path.write_text(json.dumps(cache, indent=1))
             print(table([cache[f"{name}/{m:g}/{guidance:g}"]]).splitlines()[-1], flush=True)
@@ -200,7 +200,7 @@ def main(argv=None):
     if GENERATORS["VAE"].trained():
         model, ckpt = GENERATORS["VAE"].load()
         vae = evaluate.sample_quality(GENERATORS["VAE"].api.generate(model, ckpt["config"], N_SAMPLES, seed=args.seed),
-                                      reference, evaluator, train)
+                                      stick)
     print(f"\n# Diffusion quality against CPU minutes ({datetime.date.today()}, {platform.machine()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}): {args.data} at 24px, {N_SAMPLES} "
           f"class-balanced samples per point, guidance {default_guidance:g} "

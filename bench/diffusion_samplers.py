@@ -40,7 +40,7 @@ def main():
     model, ckpt = GENERATORS["diffusion"].load(args.checkpoint)
     config = ckpt["config"]
     data = load_dataset(config["data"], config["image_size"], quiet=True)
-    evaluator, _, train, reference = yardstick(data)
+    stick = yardstick(data)
     labels = diffusion.balanced_labels(len(config["classes"]), args.n) if config["conditional"] else None
     print(f"# samplers on {args.checkpoint or 'models/Best_diffusion.pth'} (epoch {ckpt['epoch']}, {config['data']}) — {datetime.date.today()}, "
           f"{os.cpu_count()} cores; n={args.n}, guidance {args.guidance:g}")
@@ -53,7 +53,7 @@ def main():
         t0 = time.perf_counter()
         samples = draw(args.n, labels)
         seconds_per_64 = (time.perf_counter() - t0) * 64 / args.n
-        q = evaluate.sample_quality(samples, reference, evaluator, train, labels)
+        q = evaluate.sample_quality(samples, stick, labels)
         print(f"| {sampler} | {steps} | {seconds_per_64:.1f} | {q['fd']:.2f} | {q['kid']:.4f} | {q['precision']:.3f} | "
               f"{q['recall']:.3f} | {q.get('class_accuracy', float('nan')):.1%} |", flush=True)
 

@@ -60,7 +60,7 @@ def snapshot(workdir, minutes):
     saved = load_checkpoint(workdir / "models" / "last_diffusion.pth", model="diffusion")
     state = saved["state"]
     path = workdir / "snapshots" / f"diffusion_{minutes}min.pth"
-    save_checkpoint(path, dict(config=saved["config"], model=state["model"], ema=state["ema"]["model"],
+    save_checkpoint(path, dict(config=saved["config"], model=state["model"], ema=state["ema"]["model"] if state["ema"] else None,
                                epoch=saved["epoch"], history=state["history"]))
     return path
 
@@ -127,14 +127,14 @@ def table(rows):
     return "\n".join(lines)
 
 
-def training_rows(args, workdir, data, reference, evaluator):
+def training_rows(args, workdir, data, stick):
     paths = train_snapshots(str(Path(args.data).resolve()), workdir, args.seed)
     rows = []
     for minutes, path in paths.items():
         folder = workdir / "samples" / f"diffusion_{minutes}min"
         draw_samples(path, folder, args.seed, workdir)
         epoch = load_checkpoint(path)["epoch"]
-        row = evaluate.samples_row(folder, data, reference, evaluator)
+        row = evaluate.samples_row(folder, data, stick)
         rows.append(dict(row, row=f"diffusion after {minutes} min ({epoch} epochs)"))
     return rows
 
@@ -155,19 +155,19 @@ def main(argv=None):
         shutil.rmtree(workdir / "samples", ignore_errors=True)
     data = load_dataset(args.data, args.image_size, quiet=True)
     start = time.perf_counter()
-    evaluator, valid_accuracy, _, reference = yardstick(data, path=workdir / "models" / "Evaluator.pth", retrain=True)
+    stick = yardstick(data, path=workdir / "models" / "Evaluator.pth", retrain=True)
     train_seconds = time.perf_counter() - start   # (and the training images' features, a second)
-    rows, _ = evaluate.calibration_rows(data, reference, evaluator, N_SAMPLES, torch.Generator().manual_seed(args.seed))
+    rows, _ = evaluate.calibration_rows(data, stick, N_SAMPLES, torch.Generator().manual_seed(args.seed))
     failures = ladder_failures(rows)
-    if valid_accuracy < 0.9:
-        failures.append(f"classifier validation accuracy {valid_accuracy:.1%} < 90 %")
-    snapshots = training_rows(args, workdir, data, reference, evaluator) if args.training else []
+    if stick.accuracy < 0.9:
+        failures.append(f"classifier validation accuracy {stick.accuracy:.1%} < 90 %")
+    snapshots = training_rows(args, workdir, data, stick) if args.training else []
     failures += training_failures(snapshots)
     print(f"# Evaluator checks ({datetime.date.today()}, {platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}): {args.data} at {data.image_size}px, {len(data.train_idx)} train / "
           f"{len(data.valid_idx)} valid images")
-    print(f"feature network: {evaluator.feature_dim}-d features, trained in {train_seconds:.0f}s, "
-          f"validation accuracy {valid_accuracy:.1%}\n")
+    print(f"feature network: {stick.evaluator.feature_dim}-d features, trained in {train_seconds:.0f}s, "
+          f"validation accuracy {stick.accuracy:.1%}\n")
     print(table(rows + snapshots))
     print("\n" + ("\n".join("FAILED " + f for f in failures) if failures else "all checks passed"))
     return 1 if failures else 0

@@ -41,10 +41,10 @@ def main():
     data_dir = str(Path(args.data).resolve())
     utils.data.images.CACHE_DIR = Path.cwd() / utils.data.images.CACHE_DIR
     data = load_dataset(data_dir, 24, quiet=True)
-    evaluator, _, train, reference = yardstick(data, path=str(Path.cwd() / "models/Evaluator.pth"))
+    stick = yardstick(data, path=str(Path.cwd() / "models/Evaluator.pth"))
     print(f"# VAE random samples on {args.data} at 24px — {datetime.date.today()}, {os.cpu_count()} cores")
-    gaussian = evaluate.sample_quality(evaluate.gaussian_baseline(train, args.n, torch.Generator().manual_seed(0)),
-                                       reference, evaluator, train)
+    gaussian = evaluate.sample_quality(evaluate.gaussian_baseline(stick.train, args.n,
+                                                                  torch.Generator().manual_seed(0)), stick)
     print("| flags | epochs | train s | valid ELBO | FD ↓ | KID ↓ | precision | recall |")
     print("|---|---|---|---|---|---|---|---|")
     print(f"| (Gaussian fit to pixels) | | | | {gaussian['fd']:.2f} | {gaussian['kid']:.4f} | "
@@ -59,7 +59,7 @@ def main():
             seconds = time.perf_counter() - start
             model, ckpt = GENERATORS["VAE"].load()
             samples = GENERATORS["VAE"].api.generate(model, ckpt["config"], args.n, seed=0)
-            q = evaluate.sample_quality(samples, reference, evaluator, train)
+            q = evaluate.sample_quality(samples, stick)
             print(f"| {flags or '(defaults)'} | {len(history)} | {seconds:.0f} | {ckpt['valid_loss']:.1f} | {q['fd']:.2f} | "
                   f"{q['kid']:.4f} | {q['precision']:.3f} | {q['recall']:.3f} |", flush=True)
 

@@ -317,9 +317,17 @@ def test_train_command_and_checkpoint(tiny_flowers, workdir, capsys):
     model, ckpt = diffusion.load()
     assert ckpt["config"]["classes"] == ["astilbe", "bellflower", "calendula"] and ckpt["config"]["base"] == 8
     saved = torch.load("models/Best_diffusion.pth", weights_only=True)
+    # EMA 0 (the default): no averaged copy is kept, and sampling uses the trained weights themselves
+    assert saved["ema"] is None
+    assert all(torch.equal(model.state_dict()[k], saved["model"][k]) for k in saved["model"])
+
+
+def test_a_nonzero_ema_is_saved_and_sampled_from(tiny_flowers, workdir):
+    run_diffusion(tiny_flowers, "--ema", "0.5")
+    model, _ = diffusion.load()
+    saved = torch.load("models/Best_diffusion.pth", weights_only=True)
     assert all(torch.equal(model.state_dict()[k], saved["ema"][k]) for k in saved["ema"])
-    # EMA 0 (the default): the sampling weights are the last trained ones
-    assert all(torch.equal(saved["ema"][k], saved["model"][k]) for k in saved["ema"])
+    assert any(not torch.equal(saved["ema"][k], saved["model"][k]) for k in saved["model"])
 
 
 def test_ema_averages_the_weights_after_its_warm_up():

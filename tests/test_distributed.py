@@ -66,5 +66,5 @@ def test_diffusion_under_torchrun(tiny_flowers, workdir):
     assert result.stdout.count("model      Diffuser") == 1 and "batch 16 (2 processes x 8)" in result.stdout
     assert sorted(p.name for p in (workdir / "models").iterdir()) == ["Best_diffusion.pth", "last_diffusion.pth"]
     saved = torch.load(workdir / "models/Best_diffusion.pth", weights_only=True)
-    assert not any(k.startswith(("module.", "model.")) for k in list(saved["model"]) + list(saved["ema"]))
+    assert not any(k.startswith(("module.", "model.")) for k in list(saved["model"]) + list(saved["ema"] or {}))
     assert (workdir / "vis/random_images_diffusion.png").exists() and "objective flow, straight path" in result.stdout

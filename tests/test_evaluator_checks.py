@@ -9,7 +9,7 @@ import evaluate
 import utils.evaluation.evaluator as evaluator_module
 from bench import evaluator_checks
 from utils.data.dataset import load_dataset, to_float
-from utils.evaluation.evaluator import load_or_train_evaluator, predict
+from utils.evaluation.evaluator import load_or_train_evaluator, yardstick
 
 
 @pytest.fixture
@@ -28,9 +28,8 @@ def synthetic():
 
 
 def ladder_rows(data, tmp_path):
-    evaluator, _ = load_or_train_evaluator(data, path=tmp_path / "Evaluator.pth", log=lambda line: None)
-    reference = predict(evaluator, to_float(data.images[data.train_idx]), features=True)
-    rows, _ = evaluate.calibration_rows(data, reference, evaluator, 1000, torch.Generator().manual_seed(0))
+    stick = yardstick(data, path=tmp_path / "Evaluator.pth", log=lambda line: None)
+    rows, _ = evaluate.calibration_rows(data, stick, 1000, torch.Generator().manual_seed(0))
     return rows
 
 

@@ -12,6 +12,7 @@ move them. bench/evaluator_checks.py checks that it ranks known degradations and
 import hashlib
 import math
 import time
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -168,9 +169,16 @@ def load_or_train_evaluator(data, path=EVALUATOR_PATH, retrain=False, log=print)
     return model.eval(), valid_accuracy
 
 
-def yardstick(data, path=EVALUATOR_PATH, retrain=False, log=print):
+class Yardstick(NamedTuple):
     """What every score compares against: the evaluator (and its validation accuracy), the training images as
-    floats and their features."""
+    floats (for memorisation) and their features (the reference distribution)."""
+    evaluator: nn.Module
+    accuracy: float
+    train: torch.Tensor
+    reference: torch.Tensor
+
+
+def yardstick(data, path=EVALUATOR_PATH, retrain=False, log=print):
     evaluator, accuracy = load_or_train_evaluator(data, path, retrain, log)
     train = to_float(data.images[data.train_idx])
-    return evaluator, accuracy, train, predict(evaluator, train, features=True)
+    return Yardstick(evaluator, accuracy, train, predict(evaluator, train, features=True))
