@@ -9,6 +9,7 @@ from utils.training.train import EarlyStopping, Recipe, make_optimizer, make_sch
 def get_args(argv=None, default_model=None):
     p = cli.parser(__doc__, epilog="defaults per model and optimizer: " + "; ".join(
         f"{m} {o}: lr {d['lr']:g}, batch {d['batch_size']}, {d['epochs']} epochs"
+        + (f", decoder kernel {d['upsample_kernel']}" if "upsample_kernel" in d else "")
         for m, per in TRAINING_DEFAULTS.items() for o, d in per.items()))
     p.add_argument("--model", default=default_model, required=default_model is None, help="MLPAE, AE or VAE")
     p.add_argument("--epochs", type=int, default=None, help="default: per model and optimizer (see below)")
@@ -21,10 +22,10 @@ def get_args(argv=None, default_model=None):
     p.add_argument("--patience", type=int, default=10, help="early stopping: epochs without improvement (0: off)")
     p.add_argument("--min-delta", type=float, default=0.0, help="early stopping: smallest improvement that counts")
     p.add_argument("--encoding-dim", type=int, default=64, help="size of the latent code")
-    p.add_argument("--upsample-kernel", type=int, choices=[2, 4], default=2,
-                   help="AE and VAE: kernel of the decoder's stride-2 transposed convolutions (2, the default: each code "
-                        "position decodes into its own 4x4 block, which shows as a grid; 4: they overlap, for 4x the multiply-adds "
-                        "in those two layers)")
+    p.add_argument("--upsample-kernel", type=int, choices=[2, 4], default=None,
+                   help="AE and VAE: kernel of the decoder's stride-2 transposed convolutions (2, the AE's default: "
+                        "each code position decodes into its own 4x4 block, which shows as a grid; 4, the VAE's: they "
+                        "overlap, for 4x the multiply-adds in those two layers)")
     p.add_argument("--recon", choices=["mse", "sigma", "bce"], default="sigma",
                    help="VAE only: the decoder's likelihood: calibrated Gaussian (sigma-VAE, the default: the variance "
                         "that fits the error), Gaussian of variance 1/2 (the plain squared error), or Bernoulli")
@@ -40,7 +41,7 @@ def get_args(argv=None, default_model=None):
                  "python diffusion.py)")
     args.checkpoint = args.checkpoint or f"models/Best_{args.model}.pth"
     defaults = training_defaults(args.model, args.optimizer)
-    for key in ("optimizer", "lr", "epochs", "batch_size"):
+    for key in ("optimizer", "lr", "epochs", "batch_size", "upsample_kernel"):
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
     args.image_size = args.image_size or 24

@@ -69,6 +69,13 @@ def test_checkpoints_from_before_the_kernel_4_decoder_still_build():
     assert upsampling_kernels(build_model(dict(old, upsample_kernel=4))) == [(4, 4)] * 2
 
 
+def test_the_vae_decodes_with_overlapping_kernels_by_default_and_the_ae_with_the_handouts():
+    import train_script
+    kernels = {model: train_script.get_args(["--model", model]).upsample_kernel for model in ("AE", "VAE")}
+    assert kernels == {"AE": 2, "VAE": 4}
+    assert train_script.get_args(["--model", "VAE", "--upsample-kernel", "2"]).upsample_kernel == 2
+
+
 def test_image_size_must_be_multiple_of_4():
     with pytest.raises(ValueError, match="multiple of 4"):
         Autoencoder(image_size=30)
