@@ -420,7 +420,8 @@ def train(args):
 
     def preview(epoch):
         if args.preview_every and epoch % args.preview_every == 0:
-            sample_grid((ema.model if ema else model).eval(), config, "vis/preview_diffusion.png", args.seed, device, options, per_row=8)
+            sampler_net = (ema.model if ema else model).eval()   # training mode returns at the next epoch
+            sample_grid(sampler_net, config, "vis/preview_diffusion.png", args.seed, device, options, per_row=8)
 
     recipe = Recipe(torch.optim.Adam(model.parameters(), lr=config["lr"]), args.epochs, config["batch_size"],
                     early_stopping=EarlyStopping(patience=None), ema=ema, minutes=args.minutes or None,
@@ -438,7 +439,8 @@ def train(args):
                 + (f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs") + f", seed {config['seed']}"
                 + (", augmented (flips, crops)" if config["augment"] else "")], data, args, device, state)
     history = run.train(model, loss_fn, data, recipe, args, config, state, device, "loss (weighted squared error)",
-                        "diffusion: training loss (validation: " + ("EMA weights, " if ema else "") + "fixed noise)", on_epoch_end=preview)
+                        "diffusion: training loss (validation: " + ("EMA weights, " if ema else "") + "fixed noise)",
+                        on_epoch_end=preview)
     if not history or not distributed.is_main():  # the main process draws the final figures
         return
     best_model, ckpt = load(checkpoint=args.checkpoint, device=device)

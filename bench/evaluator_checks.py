@@ -60,8 +60,9 @@ def snapshot(workdir, minutes):
     saved = load_checkpoint(workdir / "models" / "last_diffusion.pth", model="diffusion")
     state = saved["state"]
     path = workdir / "snapshots" / f"diffusion_{minutes}min.pth"
-    save_checkpoint(path, dict(config=saved["config"], model=state["model"], ema=state["ema"]["model"] if state["ema"] else None,
-                               epoch=saved["epoch"], history=state["history"]))
+    ema = state["ema"]["model"] if state["ema"] else None   # --ema 0 keeps none: the model's weights sample
+    save_checkpoint(path, dict(config=saved["config"], model=state["model"], ema=ema, epoch=saved["epoch"],
+                               history=state["history"]))
     return path
 
 
