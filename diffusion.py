@@ -66,6 +66,17 @@ def timestep_embedding(t, dim):
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
+class NearestUpConv(nn.Conv2d):
+    """Up a level the older way: nearest-neighbour doubling, then this 3x3 convolution at the finer grid (a plain
+    Conv2d's parameters, so checkpoints saved before --upsample load unchanged)."""
+
+    def __init__(self, channels):
+        super().__init__(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
 class Diffuser(nn.Module):
     """A compact U-Net: one residual block per level, self-attention only at the lowest resolution.
 
@@ -102,7 +113,7 @@ class Diffuser(nn.Module):
         # Up a level: "nearest" doubles the grid and then convolves (3x3) at the finer one; "transposed" is one
         # 2x2 stride-2 transposed convolution, a ninth of those multiply-adds at the finer level.
         self.upsample = nn.ModuleList(nn.ConvTranspose2d(c, c, 2, stride=2) if upsample == "transposed" else
-                                      nn.Conv2d(c, c, 3, padding=1) for c in list(reversed(widths))[:-1])
+                                      NearestUpConv(c) for c in list(reversed(widths))[:-1])
         self.head = nn.Sequential(nn.GroupNorm(8, base), nn.SiLU(), nn.Conv2d(base, channels * patch ** 2, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)  # start by predicting zero: a stable first step
         nn.init.zeros_(self.head[-1].bias)
@@ -122,8 +133,7 @@ class Diffuser(nn.Module):
         for i, block in enumerate(self.up):
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
             if i < len(self.upsample):
-                up = self.upsample[i]
-                h = up(h) if isinstance(up, nn.ConvTranspose2d) else up(F.interpolate(h, scale_factor=2, mode="nearest"))
+                h = self.upsample[i](h)
         return self.shuffle(self.head(h))
 
     def null_labels(self, n, device):
