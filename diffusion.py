@@ -1,6 +1,7 @@
 """Part 4: a class-conditional diffusion model (flow matching by default) that trains in minutes on a laptop CPU.
 
     python diffusion.py > log/train_diffusion.out          # trains for --minutes (default 3)
+    python diffusion.py --latent models/Best_LatentAE.pth  # the bonus: on a frozen autoencoder's codes, at 64 px
 
 The network (`Diffuser`), the noise schedule and the loss (`diffusion_loss_fn`) live here; the samplers
 are in utils/sampling/samplers.py. Writes models/Best_diffusion.pth (with the EMA weights used for sampling),
@@ -20,6 +21,7 @@ from utils.generators import SamplingOptions
 from utils.sampling.objectives import OBJECTIVES
 from utils.sampling.paths import Discrete, Straight, make_betas
 from utils.sampling.samplers import SAMPLERS, per_sample_noise, sample_generators
+from utils.sampling.spaces import make_space, new_latent
 from utils.training import distributed, run
 from utils.training.checkpoint import default_checkpoint, load_checkpoint
 from utils.training.train import EMA, EarlyStopping, Recipe
@@ -198,10 +200,17 @@ def guided_denoiser(model, path, objective, labels=None, guidance=2.0):
 # ---------------------------------------------------------------- sampling a trained model
 
 def build(config):
-    """A fresh network from a configuration (a checkpoint's, or a new run's)."""
-    return Diffuser(config["image_size"], config["channels"], len(config["classes"]) if config["conditional"] else 0,
-                    config["base"], multi_label=config.get("multi_label", False), patch=config.get("patch", 1),
-                    upsample=config.get("upsample", "nearest"))
+    """A fresh network from a configuration (a checkpoint's, or a new run's), for its images or a latent model's
+    codes."""
+    channels, size, _ = config["latent_code"]["shape"] if config.get("latent") else \
+        (config["channels"], config["image_size"], None)
+    try:
+        model = Diffuser(size, channels, len(config["classes"]) if config["conditional"] else 0, config["base"],
+                         multi_label=config.get("multi_label", False), patch=config.get("patch", 1),
+                         upsample=config.get("upsample", "nearest"))
+    except ValueError as e:
+        raise UserError(f"{e} (the network's input: {channels}x{size}x{size})") from None
+    return model
 
 
 def make_path(config):
@@ -216,6 +225,7 @@ def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None)
     ckpt = load_checkpoint(checkpoint, model=name, image_size=image_size)
     model = build(ckpt["config"])
     model.load_state_dict(ckpt.get("ema") or ckpt["model"])  # without an EMA (--ema 0) the checkpoint stores none
+    make_space(ckpt["config"])   # a latent model without its autoencoder fails here, not at its first sample
     # channels-last convolutions sample ~25 % faster on CPU (measured; training gains nothing from them)
     return model.to(device, memory_format=torch.channels_last).eval(), ckpt
 
@@ -227,18 +237,17 @@ def sample(model, config, n, labels=None, guidance=2.0, sampler="dpm", steps=20,
 
     Sample i (counted from `first`) draws its noise from its own generator, seeded by (seed, first + i): the same
     image whatever n and the batch size. `noise`: the starting x_T (n x C x H x W) instead (interpolation)."""
-    path = make_path(config)
-    shape = (config["channels"], config["image_size"], config["image_size"])
+    path, space = make_path(config), make_space(config, device)
     out = []
     for start in range(0, n, batch_size):
         end = min(n, start + batch_size)
         generators = sample_generators(seed, first + start, end - start)
-        x = noise[start:end] if noise is not None else per_sample_noise(generators, shape)
+        x = noise[start:end] if noise is not None else per_sample_noise(generators, space.shape)
         chunk = labels[start:end].to(device) if labels is not None else None
         denoise = guided_denoiser(model, path, config["objective"], chunk, guidance)
         fresh_noise = lambda size: per_sample_noise(generators, size[1:]).to(device)  # noqa: E731
         x = SAMPLERS[sampler](denoise, x.to(device), path, steps, fresh_noise, trace)
-        out.append(((x + 1) / 2).clamp(0, 1).cpu())
+        out.append(space.decode(x).cpu())
     return torch.cat(out)
 
 
@@ -284,8 +293,7 @@ def interpolation(model, ckpt, seed, device, options=SamplingOptions(), conditio
         row_labels, names = row_conditions(config, rows)
     else:
         row_labels, names = None, [""] * rows
-    size = config["image_size"]
-    ends = torch.randn(rows, 2, config["channels"], size, size, generator=torch.Generator().manual_seed(seed))
+    ends = torch.randn(rows, 2, *make_space(config).shape, generator=torch.Generator().manual_seed(seed))
     weights = torch.linspace(0, 1, steps + 2)
     noise = torch.stack([slerp(a, b, w) for a, b in ends for w in weights])
     labels = row_labels.repeat_interleave(len(weights), dim=0) if row_labels is not None else None
@@ -329,10 +337,10 @@ def sample_grid(model, config, path, seed, device, options=SamplingOptions(), pe
 
 def denoise_figure(model, config, path, seed, device, n=4, columns=10, steps=50):
     """A few samples followed from pure noise to the final image: under each noisy x_t, the clean image the network
-    predicts at that step. Frames are spaced evenly in how much x_t and that prediction have changed so far, so they
+    predicts at that step (a latent model's decoded into pixels). Frames are spaced evenly in how much x_t and that prediction have changed so far, so they
     fall where the image forms (evenly in t, most of them would show noise)."""
-    frames = []
-    trace = lambda t, x, x0: frames.append((t, ((x + 1) / 2).clamp(0, 1).cpu(), ((x0 + 1) / 2).clamp(0, 1).cpu()))  # noqa: E731
+    frames, space = [], make_space(config, device)
+    trace = lambda t, x, x0: frames.append((t, space.decode(x).cpu(), space.decode(x0).cpu()))  # noqa: E731
     labels, names = row_conditions(config, n) if config["conditional"] else (None, [""] * n)
     guidance = SamplingOptions().guidance if labels is not None else 0
     final = sample(model, config, n, labels, guidance, "ddim", steps, seed, device, trace)
@@ -372,9 +380,12 @@ def get_args(argv=None):
     p.add_argument("--time-sampling", choices=["uniform", "logit-normal"], default="logit-normal",
                    help="how --objective flow draws its training times t in [0, 1]")
     p.add_argument("--base", type=int, default=32, help="U-Net width (channels at its first level)")
-    p.add_argument("--patch", type=int, default=2,
-                   help="pixels per side of the blocks the U-Net sees as one position (2: its first level at half "
-                        "the resolution, a quarter of the cost)")
+    p.add_argument("--patch", type=int, default=None,
+                   help="pixels (or code positions) per side of the blocks the U-Net sees as one position (default 2 on "
+                        "pixels: its first level at half the resolution, a quarter of the cost; 1 on codes)")
+    p.add_argument("--latent", default=None, metavar="CHECKPOINT",
+                   help="latent diffusion: train on the codes of this frozen autoencoder (python train_script.py "
+                        "--model LatentAE writes models/Best_LatentAE.pth) and decode samples with it")
     p.add_argument("--upsample", choices=["nearest", "transposed"], default="transposed",
                    help="how the U-Net goes up a level: a 2x2 stride-2 transposed convolution (about 15%% more "
                         "images/s), or nearest-neighbour doubling and a 3x3 convolution (the previous default)")
@@ -388,8 +399,9 @@ def get_args(argv=None):
     p.add_argument("--preview-every", type=int, default=10, help="epochs between preview grids (0: none)")
     run.add_run_flags(p, CHECKPOINT)
     args = run.parse(p, argv)
-    args.image_size = args.image_size or 24
-    if args.patch < 1 or args.image_size % (4 * args.patch):
+    args.image_size = args.image_size or (64 if args.latent else 24)
+    args.patch = args.patch or (1 if args.latent else 2)
+    if args.patch < 1 or (not args.latent and args.image_size % (4 * args.patch)):
         cli.fail(f"--image-size must be a multiple of 4 x --patch ({4 * max(args.patch, 1)}), got {args.image_size}")
     if args.base < 8 or args.base % 8:
         cli.fail(f"--base must be a multiple of 8 (GroupNorm uses 8 groups), got {args.base}")
@@ -402,9 +414,11 @@ def get_args(argv=None):
 def settings(args):
     """What a new run saves besides its data: the network's size, the diffusion process and the recipe."""
     keys = ("unconditional", "base", "patch", "upsample", "objective", "schedule", "timesteps", "time_sampling",
-            "min_snr", "p_uncond", "ema", "lr", "warmup", "lr_decay", "batch_size")
+            "min_snr", "p_uncond", "ema", "lr", "warmup", "lr_decay", "batch_size", "latent")
     return lambda data: dict({key: getattr(args, key) for key in keys},
-                             conditional=(data.multi_label or len(data.classes) > 1) and not args.unconditional)
+                             conditional=(data.multi_label or len(data.classes) > 1) and not args.unconditional,
+                             latent_code=new_latent(args.latent, data.image_size, data.channels, data.subset("train")[0])
+                             if args.latent else None)
 
 
 def main(argv=None):
@@ -417,12 +431,13 @@ def main(argv=None):
 def train(args):
     config, state, data, device = run.start(args, "diffusion", settings(args))
     model = build(config).to(device)
+    space = make_space(config, device)
     ema = EMA(model, config["ema"]) if config["ema"] else None  # decay 0: sample from the weights themselves
     path = make_path(config)
     labelled = config["conditional"]
 
     def loss_fn(net, x, labels, epoch):
-        loss = diffusion_loss_fn(net, x * 2 - 1, labels if labelled else None, path, config["objective"],
+        loss = diffusion_loss_fn(net, space.encode(x), labels if labelled else None, path, config["objective"],
                                  config["min_snr"], config["p_uncond"])
         return loss, loss
 
@@ -439,7 +454,9 @@ def train(args):
                     warmup=config.get("warmup", 0), decay=config.get("lr_decay", "none"))
     kind = "objects (multi-label)" if config["multi_label"] else "classes"
     run.header([f"model      Diffuser (U-Net, base {config['base']}), {sum(p.numel() for p in model.parameters()):,} "
-                "parameters, " + (f"conditional on {len(config['classes'])} {kind}" if labelled else "unconditional"),
+                "parameters, " + (f"conditional on {len(config['classes'])} {kind}" if labelled else "unconditional")
+                + (f"; on the {'x'.join(map(str, space.shape))} codes of {config['latent']} (times "
+                   f"{config['latent_code']['scale']:.3g})" if config.get("latent") else ""),
                 f"diffusion  objective {config['objective']}, {path.describe()}, "
                 f"min-SNR {config['min_snr']:g}, EMA {config['ema']}, label dropout {config['p_uncond']}",
                 f"training   adam lr {config['lr']:g}"

@@ -26,7 +26,7 @@ from utils.evaluation import metrics
 from utils.evaluation.evaluator import decide, predict, yardstick
 from utils.evaluation.table import markdown_table
 from utils.figures import image_rows
-from utils.generators import GENERATORS
+from utils.generators import GENERATORS, reported
 from utils.training.checkpoint import load_checkpoint
 
 def report_settings(args, kinds):
@@ -70,11 +70,16 @@ def sample_quality(images, stick, labels=None):
     return row
 
 
-def reconstruction_quality(kind, model, valid_images):
+def reconstruction_quality(kind, model, valid_images, stick, n, seed):
+    """Pixel errors of the reconstructions of the validation images, and the FD of (up to n of) them: the floor
+    of anything decoded from these codes, comparable with the calibration rungs of as many images."""
     recon = kind.api.reconstruct(model, valid_images)
+    some = torch.randperm(len(recon), generator=torch.Generator().manual_seed(seed))[:n]
     return dict(mse=torch.mean((recon - valid_images) ** 2).item(),
                 psnr=metrics.psnr(recon, valid_images).mean().item(),
                 ssim=metrics.ssim(recon, valid_images).mean().item(),
+                recon_fd=metrics.frechet_distance(predict(stick.evaluator, recon[some].cpu(), features=True),
+                                                  stick.reference),
                 compression=metrics.compression_ratio(valid_images.shape[1:], model.encoding_dim))
 
 
@@ -93,7 +98,8 @@ def model_row(kind, data, stick, n, seed, device):
     row = dict(row=kind.name, status=f"epoch {ckpt['epoch']}")
     if kind.reconstructs:  # on the model's own validation images: never ones it was trained on
         mine = own_split(data, ckpt["config"])
-        row.update(reconstruction_quality(kind, model, to_float(mine.images[mine.valid_idx]).to(device)))
+        row.update(reconstruction_quality(kind, model, to_float(mine.images[mine.valid_idx]).to(device), stick, n,
+                                          seed))
     samples = None
     if kind.samples:  # a multi-label model draws the validation split's object sets
         samples, labels = kind.api.evaluation_samples(model, ckpt["config"], n, seed, device,
@@ -168,8 +174,9 @@ def markdown(rows, settings):
 
 def main(argv=None):
     p = cli.parser(__doc__)
-    p.add_argument("--model", default=None,
-                   help="MLPAE, AE, VAE, diffusion, all or none (default: all, or none when --samples is given)")
+    p.add_argument("--model", nargs="+", default=None, metavar="MODEL",
+                   help="one or more of MLPAE, AE, VAE, diffusion, LatentAE; or all or none (default: all: the "
+                        "handout's models and any other trained here; none when --samples is given)")
     p.add_argument("--samples", action="append", default=[], metavar="DIR",
                    help="also score a folder of generated images (any tool's; sub-folders named as the data's "
                         "classes add class accuracy); repeat for several folders")
@@ -178,10 +185,11 @@ def main(argv=None):
     p.add_argument("--retrain-evaluator", action="store_true", help="retrain the classifier even if it is stored")
     cli.add_label_flags(p)
     args = p.parse_args(argv)
-    args.model = args.model or ("none" if args.samples else "all")
-    if args.model not in [*GENERATORS, "all", "none"]:
-        cli.fail(f"unknown model {args.model!r} (choose from {', '.join(GENERATORS)}, all or none)")
-    kinds = {"all": list(GENERATORS.values()), "none": []}.get(args.model, [GENERATORS.get(args.model)])
+    names = args.model or ["none" if args.samples else "all"]
+    for name in names:
+        if name not in [*GENERATORS, "all", "none"]:
+            cli.fail(f"unknown model {name!r} (choose from {', '.join(GENERATORS)}, all or none)")
+    kinds = reported() if "all" in names else [GENERATORS[name] for name in names if name != "none"]
     if args.n < 10:
         cli.fail("--n must be at least 10")
     for folder in args.samples:

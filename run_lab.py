@@ -12,6 +12,7 @@ Each step is the command the handout asks for, with its output redirected into l
 and then writes diffusion_report.md (the bonus report) and vis/index.html (every result on one page).
 """
 import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import train_script
 import visualization
 from utils import cli
 from utils.data.dataset import resolve_source
-from utils.generators import GENERATORS
+from utils.generators import GENERATORS, LAB
 from utils.lab_report import diffusion_report, index_page
 
 # (log, trainer, flags): the handout's training commands in its order.
@@ -35,17 +36,30 @@ TRAINING = [
     ("log/train_VAE.out", train_script, ["--model", "VAE"]),
     ("log/train_diffusion.out", diffusion, []),
 ]
-FIGURES = [(visualization, ["--model", name]) for name, kind in GENERATORS.items() if kind.reconstructs] + \
-          [(random_generation, ["--model", name, *more]) for name, kind in GENERATORS.items() if kind.samples
-           for more in ([], ["--interpolate"])]
-ARTEFACTS = [*(kind.checkpoint for kind in GENERATORS.values()),
-             *(f"vis/{split}_{name}.png" for name, kind in GENERATORS.items() if kind.reconstructs
-               for split in ("train", "valid")),
-             *(f"vis/random_images_{name}.png" for name, kind in GENERATORS.items() if kind.samples),
-             *(log for log, _, _ in TRAINING), "vis/denoise_process_diffusion.png",
-             *(f"vis/interpolation_{name}.png" for name, kind in GENERATORS.items() if kind.samples),
-             "vis/report.json", "diffusion_report.md", "vis/index.html"]
+BONUS_MINUTES = 40   # of latent diffusion: with the autoencoder's 10 epochs, under the bonus's hour
+BONUS = [   # the bonus: latent diffusion at 64 px, its first stage first
+    ("log/train_LatentAE.out", train_script, ["--model", "LatentAE"]),
+    ("log/train_diffusion.out", diffusion, ["--latent", "models/Best_LatentAE.pth"]),
+]
+BONUS_KINDS = {name: GENERATORS[name] for name in ("LatentAE", "diffusion")}
 
+
+def figures(kinds):
+    return [(visualization, ["--model", name]) for name, kind in kinds.items() if kind.reconstructs] + \
+           [(random_generation, ["--model", name, *more]) for name, kind in kinds.items() if kind.samples
+            for more in ([], ["--interpolate"])]
+
+
+def artefacts(kinds, training):
+    return [*(kind.checkpoint for kind in kinds.values()),
+            *(f"vis/{split}_{name}.png" for name, kind in kinds.items() if kind.reconstructs
+              for split in ("train", "valid")),
+            *(f"vis/random_images_{name}.png" for name, kind in kinds.items() if kind.samples),
+            *(log for log, _, _ in training), "vis/denoise_process_diffusion.png",
+            *(f"vis/interpolation_{name}.png" for name, kind in kinds.items() if kind.samples), "vis/report.json"]
+
+
+FIGURES, ARTEFACTS = figures(LAB), artefacts(LAB, TRAINING) + ["diffusion_report.md", "vis/index.html"]
 
 def best_line(log):
     lines = Path(log).read_text().strip().splitlines()
@@ -62,34 +76,47 @@ def main():
                    help="a smoke test: one epoch per model and few sampling steps (the files, not the results)")
     p.add_argument("--diffusion-minutes", type=float, default=None, help="diffusion's training budget "
                    "(default: diffusion.py's own)")
+    p.add_argument("--bonus", action="store_true",
+                   help="the bonus instead of the lab: latent diffusion at 64 px (python train_script.py --model "
+                        f"LatentAE, then diffusion.py --latent on its codes for {BONUS_MINUTES:g} minutes), written "
+                        "into bonus/ (its own models/, vis/ and log/); for example --data ../shared/flowers16")
     args = p.parse_args()
+    if args.bonus:
+        if args.data and Path(args.data).exists():
+            args.data = str(Path(args.data).resolve())   # as given, from inside bonus/
+        Path("bonus").mkdir(exist_ok=True)
+        os.chdir("bonus")
+        print("writing into bonus/")
     shared = ["--seed", str(args.seed), "--device", args.device]
     shared += ["--data", args.data] if args.data else []
     shared += ["--threads", str(args.threads)] if args.threads else []
     size = ["--image-size", str(args.image_size)] if args.image_size else []
     quick = {train_script: ["--epochs", "1"], diffusion: ["--minutes", "0", "--epochs", "1", "--steps", "3",
                                                           "--film-steps", "3", "--preview-every", "0"]}
-    minutes = {diffusion: ["--minutes", str(args.diffusion_minutes)]} if args.diffusion_minutes is not None else {}
+    budget = args.diffusion_minutes if args.diffusion_minutes is not None else BONUS_MINUTES if args.bonus else None
+    minutes = {diffusion: ["--minutes", str(budget)]} if budget is not None else {}
     options = quick if args.quick else minutes
     print(f"data: {resolve_source(args.data)}" + ("  (built-in synthetic flowers: ./flowers not found)"
                                                    if resolve_source(args.data) == "synthetic" else ""))
     Path("log").mkdir(exist_ok=True)
     start = time.perf_counter()
-    for log, trainer, flags in TRAINING:
+    training, kinds = (BONUS, BONUS_KINDS) if args.bonus else (TRAINING, LAB)
+    for log, trainer, flags in training:
         print(f"[{time.perf_counter() - start:5.0f}s] {command(trainer, flags)} > {log}", flush=True)
         with open(log, "w") as out, contextlib.redirect_stdout(out):
             trainer.main(flags + shared + size + options.get(trainer, []))
         print("          " + best_line(log), flush=True)
-    for script, flags in FIGURES:
+    for script, flags in figures(kinds):
         flags = flags + (["--steps", "3"] if args.quick and script is random_generation else [])
         print(f"[{time.perf_counter() - start:5.0f}s] {command(script, flags)}", flush=True)
         script.main(flags + shared)
     print(f"[{time.perf_counter() - start:5.0f}s] python evaluate.py > log/evaluate.out", flush=True)
     with open("log/evaluate.out", "w") as out, contextlib.redirect_stdout(out):
-        evaluate.main(shared + (["--n", "100"] if args.quick else []))
-    print(f"[{time.perf_counter() - start:5.0f}s] wrote {diffusion_report()} and {index_page()}", flush=True)
-    print(f"\ndone in {time.perf_counter() - start:.0f}s; the submission files:")
-    for path in ARTEFACTS:
+        evaluate.main(shared + ["--model", *kinds] + (["--n", "100"] if args.quick else []))
+    if not args.bonus:
+        print(f"[{time.perf_counter() - start:5.0f}s] wrote {diffusion_report()} and {index_page()}", flush=True)
+    print(f"\ndone in {time.perf_counter() - start:.0f}s; the " + ("bonus's files:" if args.bonus else "submission files:"))
+    for path in artefacts(BONUS_KINDS, BONUS) if args.bonus else ARTEFACTS:
         print(f"  {'ok     ' if Path(path).exists() else 'MISSING'} {path}")
 
 

@@ -11,7 +11,8 @@ def get_args(argv=None, default_model=None):
         f"{m} {o}: lr {d['lr']:g}, batch {d['batch_size']}, {d['epochs']} epochs"
         + (f", decoder kernel {d['upsample_kernel']}" if "upsample_kernel" in d else "")
         for m, per in TRAINING_DEFAULTS.items() for o, d in per.items()))
-    p.add_argument("--model", default=default_model, required=default_model is None, help="MLPAE, AE or VAE")
+    p.add_argument("--model", default=default_model, required=default_model is None,
+                   help="MLPAE, AE or VAE (the handout's), or LatentAE (the bonus: latent diffusion's first stage)")
     p.add_argument("--epochs", type=int, default=None, help="default: per model and optimizer (see below)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="default: per model and optimizer; per process under torchrun (the step sees N times it)")
@@ -21,7 +22,8 @@ def get_args(argv=None, default_model=None):
     p.add_argument("--scheduler", choices=["none", "cosine", "step"], default="none", help="learning-rate schedule")
     p.add_argument("--patience", type=int, default=10, help="early stopping: epochs without improvement (0: off)")
     p.add_argument("--min-delta", type=float, default=0.0, help="early stopping: smallest improvement that counts")
-    p.add_argument("--encoding-dim", type=int, default=64, help="size of the latent code")
+    p.add_argument("--encoding-dim", type=int, default=None,
+                   help="size of the latent code (default 64; LatentAE: channels of its grid, default 4)")
     p.add_argument("--upsample-kernel", type=int, choices=[2, 4], default=None,
                    help="AE and VAE: kernel of the decoder's stride-2 transposed convolutions (2, the AE's default: "
                         "each code position decodes into its own 4x4 block, which shows as a grid; 4, the VAE's: they "
@@ -34,6 +36,8 @@ def get_args(argv=None, default_model=None):
                         "random samples then go through; 1 decodes z ~ N(0, I) directly")
     p.add_argument("--beta", type=float, default=1.0, help="VAE only: weight of the KL term in the objective")
     p.add_argument("--kl-warmup", type=int, default=0, help="VAE only: epochs over which the KL weight ramps up")
+    p.add_argument("--gradient-weight", type=float, default=1.0,
+                   help="LatentAE only: weight of the squared error of the images' gradients (edges) in its loss")
     run.add_run_flags(p, checkpoint=None)
     args = run.parse(p, argv)
     if args.model not in MODEL_CLASSES:
@@ -41,10 +45,9 @@ def get_args(argv=None, default_model=None):
                  "python diffusion.py)")
     args.checkpoint = args.checkpoint or f"models/Best_{args.model}.pth"
     defaults = training_defaults(args.model, args.optimizer)
-    for key in ("optimizer", "lr", "epochs", "batch_size", "upsample_kernel"):
+    for key in ("optimizer", "lr", "epochs", "batch_size", "upsample_kernel", "encoding_dim", "image_size"):
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
-    args.image_size = args.image_size or 24
     for flag in ("epochs", "batch_size", "encoding_dim"):
         if getattr(args, flag) < 1:
             cli.fail(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
@@ -56,8 +59,7 @@ def get_args(argv=None, default_model=None):
 def settings(args):
     """What a new run of this model saves besides its data: the model's size and the whole recipe."""
     keys = ("encoding_dim", "upsample_kernel", "optimizer", "lr", "batch_size", "epochs", "recon", "stages", "beta",
-            "kl_warmup", "scheduler",
-            "patience", "min_delta")
+            "kl_warmup", "gradient_weight", "scheduler", "patience", "min_delta")
     return lambda data: {key: getattr(args, key) for key in keys}
 
 
@@ -76,8 +78,8 @@ def train(args, until=None):
                     precision=args.precision, compile=args.compile, seed=config["seed"])
     n_params = sum(p.numel() for p in model.parameters())
     lines = [f"model      {config['model']} ({type(model).__name__}), {n_params:,} parameters, encoding_dim "
-             f"{config['encoding_dim']}" + ("" if config["model"] == "MLPAE" else
-                                            f", decoder kernel {config.get('upsample_kernel', 2)}"),
+             f"{config['encoding_dim']}" + (f", decoder kernel {config.get('upsample_kernel', 2)}"
+                                            if config["model"] in ("AE", "VAE") else ""),
              f"training   {config['optimizer']} lr {config['lr']:g}, "
              f"{distributed.batch_description(config['batch_size'])}, up to {epochs} epochs, scheduler "
              f"{config['scheduler']}, patience {config['patience']}, seed {config['seed']}"
@@ -85,6 +87,9 @@ def train(args, until=None):
     if config["model"] == "VAE":
         lines.append(f"vae loss   {config['recon']} reconstruction + KL (beta {config['beta']:g}, warm-up "
                      f"{config['kl_warmup']} epochs); {config.get('stages', 1)} stage(s)")
+    if config["model"] == "LatentAE":
+        lines.append(f"objective  squared error + {config['gradient_weight']:g} x squared error of the image gradients "
+                     f"+ 1e-6 x KL; code {' x '.join(map(str, model.code_shape))}")
     run.header(lines, data, args, device, state)
     print(f"loss       {loss_unit(config['model'])}", flush=True)
     history = run.train(model, loss_fn_for(config), data, recipe, args, config, state, device,

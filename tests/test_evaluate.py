@@ -60,7 +60,8 @@ def test_report_with_a_missing_model(tiny_flowers, workdir, monkeypatch, capsys)
     rows = {r["row"]: r for r in json.loads((workdir / "vis/report.json").read_text())["rows"]}
     ae = rows["AE"]
     assert ae["n"] == 20 and ae["fd"] > 0 and 0 <= ae["precision"] <= 1 and ae["compression"] == 27
-    assert 0 < ae["ssim"] < 1 and ae["psnr"] > 5
+    assert 0 < ae["ssim"] < 1 and ae["psnr"] > 5 and ae["recon_fd"] > rows["real (held-out)"]["fd"]
+    assert "LatentAE" not in rows          # a bonus model gets a row only once it is trained here
     assert rows["real (held-out)"]["n"] == 3     # the tiny set holds out one image per class
     assert (workdir / "vis/compare.png").exists()
 

@@ -96,7 +96,8 @@ def test_evaluation_reconstructs_the_checkpoints_own_validation_images(tiny_flow
                        "--threads", "1"])
     seen = []
     real = evaluate.reconstruction_quality
-    monkeypatch.setattr(evaluate, "reconstruction_quality", lambda kind, model, x: seen.append(x) or real(kind, model, x))
+    monkeypatch.setattr(evaluate, "reconstruction_quality",
+                        lambda kind, model, x, *rest: seen.append(x) or real(kind, model, x, *rest))
     monkeypatch.setattr(evaluator_module, "load_or_train_evaluator",
                         lambda data, *args, **kwargs: (evaluate_stub_classifier(data), 1.0))
     evaluate.main(["--model", "AE", "--n", "12", "--threads", "1"])

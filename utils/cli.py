@@ -31,7 +31,7 @@ def parser(description, epilog=None):
                         "fashion-mnist, cifar10 or flowers102 (files in ./data/NAME/, downloaded on first use); "
                         "default ./flowers, or the built-in synthetic set when that is missing ('synthetic' forces it)")
     p.add_argument("--image-size", type=int, default=None,
-                   help="square size images are resized to: 24 when training; other scripts take the "
+                   help="square size images are resized to: 24 when training (LatentAE: 64); other scripts take the "
                         "checkpoint's and refuse a different one")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda or mps")

@@ -37,6 +37,7 @@ class Generator:
     train_command: str
     samples: bool = True      # the MLP autoencoder only reconstructs
     reconstructs: bool = True
+    lab: bool = True          # one of the handout's models (run_lab.py trains it; the report always has its row)
 
     @property
     def checkpoint(self):
@@ -61,7 +62,15 @@ GENERATORS = {g.name: g for g in [
     Generator("AE", "utils.models", "python train_script.py --model AE"),
     Generator("VAE", "utils.models", "python train_script.py --model VAE"),
     Generator("diffusion", "diffusion", "python diffusion.py", reconstructs=False),
+    # The bonus's first stage of latent diffusion (diffusion.py --latent models/Best_LatentAE.pth).
+    Generator("LatentAE", "utils.models", "python train_script.py --model LatentAE", samples=False, lab=False),
 ]}
+LAB = {name: g for name, g in GENERATORS.items() if g.lab}
+
+
+def reported():
+    """The kinds evaluate.py --model all reports: the handout's, and any other that has been trained here."""
+    return [g for g in GENERATORS.values() if g.lab or g.trained()]
 
 
 def generator(name, need=None):

@@ -1,0 +1,87 @@
+"""Where a diffusion model works: on the pixels, or on the codes of a frozen autoencoder (latent diffusion).
+
+A space turns training images in [0, 1] into what the network denoises (encode), and samples back into images
+(decode). The objectives, paths and samplers never see the difference.
+"""
+import hashlib
+
+import torch
+
+from utils.data.dataset import to_float
+from utils.errors import UserError
+
+
+class PixelSpace:
+    """The images themselves, scaled to [-1, 1]."""
+
+    def __init__(self, channels, image_size):
+        self.shape = (channels, image_size, image_size)
+
+    def encode(self, images):
+        return images * 2 - 1
+
+    def decode(self, x):
+        return ((x + 1) / 2).clamp(0, 1)
+
+
+class LatentSpace:
+    """The posterior means of a frozen LatentAutoencoder, times `scale` so that they have unit variance, as the
+    noise schedules assume (Rombach et al. 2022)."""
+
+    def __init__(self, autoencoder, scale):
+        self.autoencoder, self.scale = autoencoder.eval().requires_grad_(False), scale
+        self.shape = tuple(autoencoder.code_shape)
+
+    @torch.no_grad()
+    def encode(self, images):
+        return self.autoencoder.encode(images) * self.scale
+
+    @torch.no_grad()
+    def decode(self, z):
+        return self.autoencoder.decode(z / self.scale).clamp(0, 1)
+
+
+def weights_digest(model):
+    """Changes whenever the autoencoder is retrained: a latent model's codes are only those of its own."""
+    digest = hashlib.sha1()
+    for tensor in model.state_dict().values():
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def load_autoencoder(path, device="cpu"):
+    from utils.models import load   # here: utils.models itself imports from utils.sampling
+    try:
+        return load("LatentAE", path, device)[0]
+    except UserError as e:
+        raise UserError(f"{e} (the first stage of latent diffusion: python train_script.py --model LatentAE)")
+
+
+@torch.no_grad()
+def code_scale(autoencoder, images):
+    """1 / the standard deviation of the codes of these images (floats in [0, 1])."""
+    codes = torch.cat([autoencoder.encode(batch) for batch in images.split(250)])
+    return 1.0 / codes.std().item()
+
+
+def new_latent(path, image_size, channels, images, device="cpu", n=2000):
+    """The configuration of a new latent run on the autoencoder saved at `path`: its code shape, the scale of its
+    codes on (the first n of) these training images (uint8) and the digest of its weights."""
+    autoencoder = load_autoencoder(path, device)
+    if autoencoder.image_shape != (channels, image_size, image_size):
+        raise UserError(f"--latent {path} encodes {'x'.join(map(str, autoencoder.image_shape))} images, not the "
+                        f"data's {channels}x{image_size}x{image_size} (train it with --image-size {image_size})")
+    return dict(shape=list(autoencoder.code_shape), scale=code_scale(autoencoder, to_float(images[:n]).to(device)),
+                digest=weights_digest(autoencoder))
+
+
+def make_space(config, device="cpu"):
+    """The space of a diffusion run's configuration; a latent model's autoencoder must be the one it was trained on."""
+    if not config.get("latent"):
+        return PixelSpace(config["channels"], config["image_size"])
+    code = config["latent_code"]
+    autoencoder = load_autoencoder(config["latent"], device)
+    if list(autoencoder.code_shape) != list(code["shape"]) or weights_digest(autoencoder) != code["digest"]:
+        raise UserError(f"{config['latent']} is not the autoencoder this latent diffusion model was trained on "
+                        f"(retrained or replaced since); retrain the diffusion model with --latent {config['latent']}")
+    return LatentSpace(autoencoder, code["scale"])
