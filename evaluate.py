@@ -3,7 +3,7 @@
 Rows: each model, plus a calibration ladder computed the same way: held-out real images (the floor), the same
 images blurred, resampled down and up, and with noise added, each by growing amounts, and samples of a
 Gaussian fitted to the training pixels (the baseline any generator must beat). Features for FD, KID and
-precision/recall come from the project's own feature network (utils/evaluation/evaluator.py, models/Evaluator.pth),
+precision/recall come from the project's own feature network (utils/evaluation/evaluator.py, models/Evaluator_*.pth),
 trained once on the training split. Writes vis/report.md, vis/report.json and vis/compare.png.
 
     python evaluate.py --samples DIR       # score any folder of generated images on the same scale

@@ -10,6 +10,8 @@ Each step is the command the handout asks for, with its output redirected into l
     python random_generation.py --model AE|VAE|diffusion [--interpolate]
     python evaluate.py > log/evaluate.out                   (vis/report.md, vis/report.json)
 and then writes diffusion_report.md (the bonus report) and vis/index.html (every result on one page).
+
+    python run_lab.py --bonus --data ../shared/flowers16    # the bonus: latent diffusion at 64 px, in bonus/
 """
 import contextlib
 import os

@@ -86,6 +86,18 @@ def test_a_new_version_retrains_the_stored_evaluator(tiny_flowers, tmp_path, mon
     assert len(calls) == 2
 
 
+def test_each_data_set_and_size_keeps_its_own_stored_evaluator(tiny_flowers, workdir, monkeypatch):
+    calls = []
+    real_train = evaluator_module.train_classifier
+    monkeypatch.setattr(evaluator_module, "train_classifier",
+                        lambda d, log=print: calls.append(d.image_size) or real_train(d, epochs=1, log=log))
+    small, large = (load_dataset(str(tiny_flowers), size, quiet=True) for size in (24, 32))
+    for data in (small, large, small, large):
+        load_or_train_evaluator(data)
+    assert calls == [24, 32]          # scoring the 32 px set left the 24 px evaluator in place
+    assert (workdir / f"models/Evaluator_{tiny_flowers.name}_24px.pth").exists()
+
+
 def test_evaluate_scores_a_folder_of_samples(tiny_flowers, workdir, monkeypatch, capsys, quick_evaluator):
     # The real images of two classes, written at another size: the folder's class names give class accuracy.
     from torchvision.utils import save_image

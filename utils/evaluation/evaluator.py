@@ -1,8 +1,9 @@
 """The project's own feature network for FD, KID and precision/recall: a small CNN trained on the user's data.
 
 No pretrained Inception weights can be downloaded on the lab machines, so we train one once on the training
-split (well under a minute on two CPU cores) and reuse it (models/Evaluator.pth), retraining when the data
-changes. A classifier alone learns what tells the classes apart and little else: its features scored a blob
+split (well under a minute on two CPU cores at 24 px; about 27 minutes for the 16-class set at 64 px) and reuse
+it (models/Evaluator_<data>_<size>px.pth: one per data set and size, so scoring another set never overwrites
+this one's), retraining when the data changes. A classifier alone learns what tells the classes apart and little else: its features scored a blob
 of the right colour as well as a detailed flower, and a 3-minute diffusion model above a 15-minute one. So it
 learns two things at once: the class, and which two augmented views come from the same training image
 (contrastive instance discrimination, SimCLR: Chen et al. 2020), which takes detail, texture and layout.
@@ -12,6 +13,7 @@ move them. bench/evaluator_checks.py checks that it ranks known degradations and
 import hashlib
 import math
 import time
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -22,7 +24,6 @@ from utils.data.augment import augment
 from utils.data.dataset import to_float
 from utils.training.checkpoint import load_checkpoint, save_checkpoint
 
-EVALUATOR_PATH = "models/Evaluator.pth"
 VERSION = 3          # bump when the network or its training changes: stored classifiers are then retrained
 WIDTHS = (16, 32, 64)   # channels at full, 1/2 and 1/4 resolution: chosen by bench/evaluator_checks.py
 FEATURE_SCALE = 10      # features x 10: FD x 100, so that it reads in units and tens, like the Inception FID
@@ -149,9 +150,13 @@ def train_classifier(data, epochs=12, batch_size=None, lr=3e-3, seed=0, log=prin
     return model, valid_accuracy
 
 
-def load_or_train_evaluator(data, path=EVALUATOR_PATH, retrain=False, log=print):
+def evaluator_path(data):
+    return f"models/Evaluator_{Path(data.source).name}_{data.image_size}px.pth"
+
+
+def load_or_train_evaluator(data, path=None, retrain=False, log=print):
     """The stored classifier when it was trained on exactly this data, else a freshly trained one."""
-    key = fingerprint(data)
+    path, key = path or evaluator_path(data), fingerprint(data)
     try:
         ckpt = None if retrain else load_checkpoint(path, model="Evaluator")
     except Exception:
@@ -178,7 +183,7 @@ class Yardstick(NamedTuple):
     reference: torch.Tensor
 
 
-def yardstick(data, path=EVALUATOR_PATH, retrain=False, log=print):
+def yardstick(data, path=None, retrain=False, log=print):
     evaluator, accuracy = load_or_train_evaluator(data, path, retrain, log)
     train = to_float(data.images[data.train_idx])
     return Yardstick(evaluator, accuracy, train, predict(evaluator, train, features=True))
