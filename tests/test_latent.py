@@ -9,6 +9,7 @@ from torchvision.utils import save_image
 import diffusion
 import evaluate
 import random_generation
+import run_lab
 import train_script
 import visualization
 from LatentAutoencoder import LatentAutoencoder, latent_loss_function
@@ -126,3 +127,15 @@ def test_latent_model_needs_its_own_autoencoder(tiny_flowers64, workdir):
                        "models/ae32.pth", *data])
     with pytest.raises(UserError, match="encodes 3x32x32 images, not the data's 3x64x64"):
         diffusion.main(["--latent", "models/ae32.pth", "--epochs", "1", "--minutes", "0", *data])
+
+
+def test_run_lab_bonus_writes_its_files_into_their_own_folder(tiny_flowers64, workdir, capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["run_lab.py", "--bonus", "--data", str(tiny_flowers64), "--quick", *FAST])
+    run_lab.main()
+    out = capsys.readouterr().out
+    assert "writing into bonus/" in out and "MISSING" not in out
+    for path in run_lab.artefacts(run_lab.BONUS_KINDS, run_lab.BONUS):
+        assert (workdir / "bonus" / path).exists(), path
+    assert not (workdir / "models").exists()          # the lab's own files are left alone
+    rows = [row["row"] for row in json.loads((workdir / "bonus/vis/report.json").read_text())["rows"]]
+    assert rows[-2:] == ["LatentAE", "diffusion"]
