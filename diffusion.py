@@ -201,9 +201,8 @@ def guided_denoiser(model, path, objective, labels=None, guidance=2.0):
 
 def build(config):
     """A fresh network from a configuration (a checkpoint's, or a new run's), for its images or a latent model's
-    codes."""
-    channels, size, _ = config["latent_code"]["shape"] if config.get("latent") else \
-        (config["channels"], config["image_size"], None)
+    codes (a latent model without its own autoencoder fails here)."""
+    channels, size, _ = make_space(config).shape
     try:
         model = Diffuser(size, channels, len(config["classes"]) if config["conditional"] else 0, config["base"],
                          multi_label=config.get("multi_label", False), patch=config.get("patch", 1),
@@ -225,7 +224,6 @@ def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None)
     ckpt = load_checkpoint(checkpoint, model=name, image_size=image_size)
     model = build(ckpt["config"])
     model.load_state_dict(ckpt.get("ema") or ckpt["model"])  # without an EMA (--ema 0) the checkpoint stores none
-    make_space(ckpt["config"])   # a latent model without its autoencoder fails here, not at its first sample
     # channels-last convolutions sample ~25 % faster on CPU (measured; training gains nothing from them)
     return model.to(device, memory_format=torch.channels_last).eval(), ckpt
 
@@ -337,8 +335,8 @@ def sample_grid(model, config, path, seed, device, options=SamplingOptions(), pe
 
 def denoise_figure(model, config, path, seed, device, n=4, columns=10, steps=50):
     """A few samples followed from pure noise to the final image: under each noisy x_t, the clean image the network
-    predicts at that step (a latent model's decoded into pixels). Frames are spaced evenly in how much x_t and that prediction have changed so far, so they
-    fall where the image forms (evenly in t, most of them would show noise)."""
+    predicts at that step (a latent model's decoded into pixels). Frames are spaced evenly in how much x_t and that
+    prediction have changed so far, so they fall where the image forms (evenly in t, most would show noise)."""
     frames, space = [], make_space(config, device)
     trace = lambda t, x, x0: frames.append((t, space.decode(x).cpu(), space.decode(x0).cpu()))  # noqa: E731
     labels, names = row_conditions(config, n) if config["conditional"] else (None, [""] * n)
@@ -381,8 +379,8 @@ def get_args(argv=None):
                    help="how --objective flow draws its training times t in [0, 1]")
     p.add_argument("--base", type=int, default=32, help="U-Net width (channels at its first level)")
     p.add_argument("--patch", type=int, default=None,
-                   help="pixels (or code positions) per side of the blocks the U-Net sees as one position (default 2 on "
-                        "pixels: its first level at half the resolution, a quarter of the cost; 1 on codes)")
+                   help="pixels (or code positions) per side of the blocks the U-Net sees as one position (default 2 "
+                        "on pixels: its first level at half the resolution, a quarter of the cost; 1 on codes)")
     p.add_argument("--latent", default=None, metavar="CHECKPOINT",
                    help="latent diffusion: train on the codes of this frozen autoencoder (python train_script.py "
                         "--model LatentAE writes models/Best_LatentAE.pth) and decode samples with it")
@@ -417,8 +415,8 @@ def settings(args):
             "min_snr", "p_uncond", "ema", "lr", "warmup", "lr_decay", "batch_size", "latent")
     return lambda data: dict({key: getattr(args, key) for key in keys},
                              conditional=(data.multi_label or len(data.classes) > 1) and not args.unconditional,
-                             latent_code=new_latent(args.latent, data.image_size, data.channels, data.subset("train")[0])
-                             if args.latent else None)
+                             latent_code=new_latent(args.latent, data.image_size, data.channels,
+                                                    data.subset("train")[0]) if args.latent else None)
 
 
 def main(argv=None):

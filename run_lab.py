@@ -117,7 +117,7 @@ def main():
         evaluate.main(shared + ["--model", *kinds] + (["--n", "100"] if args.quick else []))
     if not args.bonus:
         print(f"[{time.perf_counter() - start:5.0f}s] wrote {diffusion_report()} and {index_page()}", flush=True)
-    print(f"\ndone in {time.perf_counter() - start:.0f}s; the " + ("bonus's files:" if args.bonus else "submission files:"))
+    print(f"\ndone in {time.perf_counter() - start:.0f}s; the {'bonus' if args.bonus else 'submission'} files:")
     for path in artefacts(BONUS_KINDS, BONUS) if args.bonus else ARTEFACTS:
         print(f"  {'ok     ' if Path(path).exists() else 'MISSING'} {path}")
 

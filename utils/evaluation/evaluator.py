@@ -3,8 +3,9 @@
 No pretrained Inception weights can be downloaded on the lab machines, so we train one once on the training
 split (well under a minute on two CPU cores at 24 px; about 27 minutes for the 16-class set at 64 px) and reuse
 it (models/Evaluator_<data>_<size>px.pth: one per data set and size, so scoring another set never overwrites
-this one's), retraining when the data changes. A classifier alone learns what tells the classes apart and little else: its features scored a blob
-of the right colour as well as a detailed flower, and a 3-minute diffusion model above a 15-minute one. So it
+this one's), retraining when the data changes. A classifier alone learns what tells the classes apart and little
+else: its features scored a blob of the right colour as well as a detailed flower, and a 3-minute diffusion model
+above a 15-minute one. So it
 learns two things at once: the class, and which two augmented views come from the same training image
 (contrastive instance discrimination, SimCLR: Chen et al. 2020), which takes detail, texture and layout.
 Its features are pooled from every depth, from edges to shapes, so that blur, noise and missing variety all

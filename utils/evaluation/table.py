@@ -6,7 +6,8 @@ COLUMNS = [("n", "n", "{:d}"), ("fd", "FD ↓", "{:.2f}"), ("kid", "KID ↓", "{
            ("precision", "precision ↑", "{:.3f}"), ("recall", "recall ↑", "{:.3f}"),
            ("nn_distance", "NN dist to train", "{:.2f}"), ("class_accuracy", "class acc", "{:.1%}"),
            ("label_f1", "object F1", "{:.3f}"), ("exact_set_accuracy", "exact set", "{:.1%}"),
-           ("mse", "recon MSE ↓", "{:.5f}"), ("psnr", "PSNR dB ↑", "{:.2f}"), ("ssim", "SSIM ↑", "{:.3f}"), ("recon_fd", "recon FD ↓", "{:.2f}"),
+           ("mse", "recon MSE ↓", "{:.5f}"), ("psnr", "PSNR dB ↑", "{:.2f}"), ("ssim", "SSIM ↑", "{:.3f}"),
+           ("recon_fd", "recon FD ↓", "{:.2f}"),
            ("compression", "compression", "{:.0f}x")]
 
 
