@@ -4,6 +4,7 @@ A space turns training images in [0, 1] into what the network denoises (encode),
 (decode). The objectives, paths and samplers never see the difference.
 """
 import hashlib
+from pathlib import Path
 
 import torch
 
@@ -75,13 +76,20 @@ def new_latent(path, image_size, channels, images, device="cpu", n=2000):
                 digest=weights_digest(autoencoder))
 
 
+_LOADED = {}   # (autoencoder file, its modification time, device) -> (autoencoder, digest): read once
+
+
 def make_space(config, device="cpu"):
     """The space of a diffusion run's configuration; a latent model's autoencoder must be the one it was trained on."""
     if not config.get("latent"):
         return PixelSpace(config["channels"], config["image_size"])
-    code = config["latent_code"]
-    autoencoder = load_autoencoder(config["latent"], device)
-    if list(autoencoder.code_shape) != list(code["shape"]) or weights_digest(autoencoder) != code["digest"]:
+    code, path = config["latent_code"], Path(config["latent"])
+    key = (str(path.resolve()), path.stat().st_mtime_ns if path.exists() else None, str(device))
+    if key not in _LOADED:   # sampling asks for the space once per batch: load and hash the file only once
+        autoencoder = load_autoencoder(config["latent"], device)
+        _LOADED[key] = autoencoder, weights_digest(autoencoder)
+    autoencoder, digest = _LOADED[key]
+    if list(autoencoder.code_shape) != list(code["shape"]) or digest != code["digest"]:
         raise UserError(f"{config['latent']} is not the autoencoder this latent diffusion model was trained on "
                         f"(retrained or replaced since); retrain the diffusion model with --latent {config['latent']}")
     return LatentSpace(autoencoder, code["scale"])
