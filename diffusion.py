@@ -171,14 +171,16 @@ def diffusion_loss_fn(model, x0, labels, path, objective="v", min_snr=5.0, p_unc
     return per_image.mean()
 
 
-def eps_and_x0(output, x_t, a, s, objective):
-    """The network's output as (noise, clean image), with the clean image clipped to the data range."""
+def eps_and_x0(output, x_t, a, s, objective, clip=1.0):
+    """The network's output as (noise, clean image), with the clean image clipped to [-clip, clip], the data's
+    range (pixels; codes have no fixed range: clip None)."""
     _, x0 = OBJECTIVES[objective].eps_and_x0(output, x_t, a, s)
-    x0 = x0.clamp(-1, 1)
+    if clip is not None:
+        x0 = x0.clamp(-clip, clip)
     return (x_t - a * x0) / s, x0
 
 
-def guided_denoiser(model, path, objective, labels=None, guidance=2.0):
+def guided_denoiser(model, path, objective, labels=None, guidance=2.0, clip=1.0):
     """denoise(x_t, t) -> (eps, x0) for the samplers; with labels, classifier-free guidance of weight `guidance`:
     output = uncond + guidance * (cond - uncond), so 0 is unconditional and 1 purely conditional."""
     def denoise(x, t):
@@ -193,7 +195,7 @@ def guided_denoiser(model, path, objective, labels=None, guidance=2.0):
             cond, uncond = both.chunk(2)
             output = uncond + guidance * (cond - uncond)
         a, s = (c.to(x.device) for c in path.coefficients(t))
-        return eps_and_x0(output, x, a, s, objective)
+        return eps_and_x0(output, x, a, s, objective, clip)
     return denoise
 
 
@@ -242,7 +244,7 @@ def sample(model, config, n, labels=None, guidance=2.0, sampler="dpm", steps=20,
         generators = sample_generators(seed, first + start, end - start)
         x = noise[start:end] if noise is not None else per_sample_noise(generators, space.shape)
         chunk = labels[start:end].to(device) if labels is not None else None
-        denoise = guided_denoiser(model, path, config["objective"], chunk, guidance)
+        denoise = guided_denoiser(model, path, config["objective"], chunk, guidance, space.clip)
         fresh_noise = lambda size: per_sample_noise(generators, size[1:]).to(device)  # noqa: E731
         x = SAMPLERS[sampler](denoise, x.to(device), path, steps, fresh_noise, trace)
         out.append(space.decode(x).cpu())

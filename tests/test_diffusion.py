@@ -9,6 +9,7 @@ from utils.errors import UserError
 from utils.sampling.objectives import OBJECTIVES
 from utils.sampling.paths import Discrete, Straight
 from utils.sampling.samplers import SAMPLERS
+from utils.sampling.spaces import LatentSpace, PixelSpace
 from utils.training.train import EMA
 
 
@@ -168,6 +169,18 @@ def test_samplers_reproduce_gaussian_data_with_its_exact_denoiser(name):
 def test_a_wrong_sign_in_ddim_fails_the_gaussian_test():
     assert reproduces_the_data(SAMPLERS["ddim"], 100) and not reproduces_the_data(flipped_ddim, 100)
     assert not reproduces_the_data(flipped_ddim, 100, Straight())
+
+
+def test_sampling_clips_pixels_but_not_codes():
+    """Unit-variance codes reach beyond the pixels' [-1, 1]: clipped there, their samples lose the tails."""
+    path, sigma = Straight(), 1.0
+    exact = gaussian_denoiser(path, 0.0, sigma)
+
+    def spread(clip):   # the exact x0 prediction, through the clipping that sample() applies for a space
+        denoise = lambda x, t: eps_and_x0(exact(x, t)[1], x, *path.coefficients(t), "x0", clip)  # noqa: E731
+        return draw_with(SAMPLERS["heun"], denoise, path, (20000, 1, 1, 1), 50).std().item()
+    assert spread(LatentSpace.clip) == pytest.approx(sigma, rel=0.03)
+    assert spread(PixelSpace.clip) < 0.8 * sigma
 
 
 def test_euler_on_the_straight_path_is_eulers_method_in_t():

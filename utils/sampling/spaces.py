@@ -14,6 +14,7 @@ from utils.errors import UserError
 
 class PixelSpace:
     """The images themselves, scaled to [-1, 1]."""
+    clip = 1.0   # a predicted clean image is clipped to this range while sampling
 
     def __init__(self, channels, image_size):
         self.shape = (channels, image_size, image_size)
@@ -28,6 +29,8 @@ class PixelSpace:
 class LatentSpace:
     """The posterior means of a frozen LatentAutoencoder, times `scale` so that they have unit variance, as the
     noise schedules assume (Rombach et al. 2022)."""
+    clip = None  # codes have no fixed range: clipping them to the pixels' [-1, 1] cut their tails, and the samples'
+                 # variety with them (recall 0.05 clipped, against 0.8 for the decoded real codes)
 
     def __init__(self, autoencoder, scale):
         self.autoencoder, self.scale = autoencoder.eval().requires_grad_(False), scale
