@@ -21,7 +21,7 @@ from utils.generators import SamplingOptions
 from utils.sampling.objectives import OBJECTIVES
 from utils.sampling.paths import Discrete, Straight, make_betas
 from utils.sampling.samplers import SAMPLERS, per_sample_noise, sample_generators
-from utils.sampling.spaces import make_space, new_latent
+from utils.sampling.spaces import make_space, new_latent, space_kind
 from utils.training import distributed, run
 from utils.training.checkpoint import default_checkpoint, load_checkpoint
 from utils.training.train import EMA, EarlyStopping, Recipe
@@ -180,21 +180,24 @@ def eps_and_x0(output, x_t, a, s, objective, clip=1.0):
     return (x_t - a * x0) / s, x0
 
 
-def guided_denoiser(model, path, objective, labels=None, guidance=2.0, clip=1.0):
+def guided_denoiser(model, path, objective, labels=None, guidance=2.0, clip=1.0, max_noise=math.inf):
     """denoise(x_t, t) -> (eps, x0) for the samplers; with labels, classifier-free guidance of weight `guidance`:
-    output = uncond + guidance * (cond - uncond), so 0 is unconditional and 1 purely conditional."""
+    output = uncond + guidance * (cond - uncond), so 0 is unconditional and 1 purely conditional. Guided only at
+    steps whose noise-to-signal ratio s/a is at most max_noise, purely conditional at the noisier ones: guiding
+    those narrows the samples' variety (Kynkaanniemi et al. 2024)."""
     def denoise(x, t):
         t_batch = path.network_time(torch.full((len(x),), t, device=x.device))
-        if labels is None or guidance == 0:   # exactly the unconditional prediction, at half the cost
+        a, s = (c.to(x.device) for c in path.coefficients(t))
+        weight = guidance if math.isinf(max_noise) or float(s) <= max_noise * float(a) or guidance == 0 else 1
+        if labels is None or weight == 0:   # exactly the unconditional prediction, at half the cost
             output = model(x, t_batch)
-        elif guidance == 1:                   # exactly the conditional one
+        elif weight == 1:                   # exactly the conditional one
             output = model(x, t_batch, labels)
         else:
             both = model(torch.cat([x, x]), torch.cat([t_batch, t_batch]),
                          torch.cat([labels, model.null_labels(len(labels), labels.device)]))
             cond, uncond = both.chunk(2)
-            output = uncond + guidance * (cond - uncond)
-        a, s = (c.to(x.device) for c in path.coefficients(t))
+            output = uncond + weight * (cond - uncond)
         return eps_and_x0(output, x, a, s, objective, clip)
     return denoise
 
@@ -230,21 +233,30 @@ def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None)
     return model.to(device, memory_format=torch.channels_last).eval(), ckpt
 
 
+def guidance_of(config, guidance=None, max_noise=None):
+    """(weight, max noise) of classifier-free guidance: the given ones, else the defaults of the model's space."""
+    space = space_kind(config)
+    return (space.guidance if guidance is None else guidance,
+            space.guidance_max_noise if max_noise is None else max_noise)
+
+
 @torch.no_grad()
-def sample(model, config, n, labels=None, guidance=2.0, sampler="dpm", steps=20, seed=0, device="cpu", trace=None,
-           batch_size=64, noise=None, first=0):
+def sample(model, config, n, labels=None, guidance=None, sampler="dpm", steps=20, seed=0, device="cpu", trace=None,
+           batch_size=64, noise=None, first=0, max_noise=None):
     """n images in [0, 1] (labels: n class indices or multi-hot object sets, or None for unconditional samples).
+    guidance and max_noise (guided_denoiser's): None for the model's space's defaults.
 
     Sample i (counted from `first`) draws its noise from its own generator, seeded by (seed, first + i): the same
     image whatever n and the batch size. `noise`: the starting x_T (n x C x H x W) instead (interpolation)."""
     path, space = make_path(config), make_space(config, device)
+    guidance, max_noise = guidance_of(config, guidance, max_noise)
     out = []
     for start in range(0, n, batch_size):
         end = min(n, start + batch_size)
         generators = sample_generators(seed, first + start, end - start)
         x = noise[start:end] if noise is not None else per_sample_noise(generators, space.shape)
         chunk = labels[start:end].to(device) if labels is not None else None
-        denoise = guided_denoiser(model, path, config["objective"], chunk, guidance, space.clip)
+        denoise = guided_denoiser(model, path, config["objective"], chunk, guidance, space.clip, max_noise)
         fresh_noise = lambda size: per_sample_noise(generators, size[1:]).to(device)  # noqa: E731
         x = SAMPLERS[sampler](denoise, x.to(device), path, steps, fresh_noise, trace)
         out.append(space.decode(x).cpu())
@@ -274,7 +286,8 @@ def row_conditions(config, n_rows):
 def generate(model, config, n, labels=None, seed=0, device="cpu", options=SamplingOptions(), first=0):
     """The generator interface (utils/generators.py): sample() with the --guidance, --sampler and --steps options."""
     guidance = options.guidance if labels is not None else 0
-    return sample(model, config, n, labels, guidance, options.sampler, options.steps, seed, device, first=first)
+    return sample(model, config, n, labels, guidance, options.sampler, options.steps, seed, device, first=first,
+                  max_noise=options.guidance_max_noise)
 
 
 def figure(model, ckpt, path, seed, device, options=SamplingOptions()):
@@ -298,7 +311,7 @@ def interpolation(model, ckpt, seed, device, options=SamplingOptions(), conditio
     noise = torch.stack([slerp(a, b, w) for a, b in ends for w in weights])
     labels = row_labels.repeat_interleave(len(weights), dim=0) if row_labels is not None else None
     images = sample(model, config, len(noise), labels, options.guidance if labels is not None else 0,
-                    options.sampler, options.steps, seed, device, noise=noise)
+                    options.sampler, options.steps, seed, device, noise=noise, max_noise=options.guidance_max_noise)
     path = "vis/interpolation_diffusion.png"
     image_rows(list(images.split(len(weights))), names,
                f"diffusion: samples from slerp(noise A, noise B, w) ({options.sampler}, {options.steps} steps)", path,
@@ -317,21 +330,24 @@ def evaluation_samples(model, config, n, seed, device, label_sets=None, options=
 
 def sample_grid(model, config, path, seed, device, options=SamplingOptions(), per_row=10):
     """One labelled row per class (or object) plus two unconditional rows (an 8x8 grid for an unconditional model)."""
-    guidance, sampler, steps = options.guidance, options.sampler, options.steps
+    (guidance, max_noise), sampler, steps = guidance_of(config, options.guidance, options.guidance_max_noise), \
+        options.sampler, options.steps
     if not config["conditional"]:
         images = sample(model, config, 64, None, 0, sampler, steps, seed, device)
         rows, names = [images[i:i + 8] for i in range(0, 64, 8)], [""] * 8
     else:
         row_labels, names = row_conditions(config, min(len(config["classes"]), 16))
         labels = row_labels.repeat_interleave(per_row, dim=0)
-        conditional = sample(model, config, len(labels), labels, guidance, sampler, steps, seed, device)
+        conditional = sample(model, config, len(labels), labels, guidance, sampler, steps, seed, device,
+                             max_noise=max_noise)
         unconditional = sample(model, config, 2 * per_row, None, 0, sampler, steps, seed, device, first=len(labels))
         rows = list(conditional.split(per_row)) + list(unconditional.split(per_row))
         names += ["unconditional"] * 2
     noising = make_path(config)
     n_steps = len((noising.ancestral_times if sampler == "ddpm" else noising.sampling_times)(steps))
     title = f"diffusion samples ({sampler}, {n_steps} steps"
-    title += f", guidance {guidance:g})" if config["conditional"] else ")"
+    limit = f" up to noise {max_noise:.3g}" if not math.isinf(max_noise) else ""
+    title += f", guidance {guidance:g}{limit})" if config["conditional"] else ")"
     image_rows(rows, names, title, path)
 
 
@@ -342,7 +358,7 @@ def denoise_figure(model, config, path, seed, device, n=4, columns=10, steps=50)
     frames, space = [], make_space(config, device)
     trace = lambda t, x, x0: frames.append((t, space.decode(x).cpu(), space.decode(x0).cpu()))  # noqa: E731
     labels, names = row_conditions(config, n) if config["conditional"] else (None, [""] * n)
-    guidance = SamplingOptions().guidance if labels is not None else 0
+    guidance = None if labels is not None else 0   # None: the model's default
     final = sample(model, config, n, labels, guidance, "ddim", steps, seed, device, trace)
     change = torch.tensor([0.0] + [((b[1] - a[1]).abs() + (b[2] - a[2]).abs()).mean().item()
                                    for a, b in zip(frames, frames[1:])]).cumsum(0)
@@ -441,7 +457,7 @@ def train(args):
                                  config["min_snr"], config["p_uncond"])
         return loss, loss
 
-    options = SamplingOptions(args.guidance, args.sampler, args.steps)
+    options = SamplingOptions(args.guidance, args.sampler, args.steps, guidance_max_noise=args.guidance_max_noise)
 
     def preview(epoch):
         if args.preview_every and epoch % args.preview_every == 0:

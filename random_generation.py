@@ -97,7 +97,8 @@ def main(argv=None):
         cli.fail("--interpolate writes one figure; leave out --n")
     device = cli.setup(args)
     model, ckpt = kind.load(args.checkpoint, device, args.image_size)
-    config, options = ckpt["config"], SamplingOptions(args.guidance, args.sampler, args.steps, args.prior)
+    config, options = ckpt["config"], SamplingOptions(args.guidance, args.sampler, args.steps, args.prior,
+                                                     args.guidance_max_noise)
     condition = chosen_condition(args, config)
     if args.interpolate:
         print(f"wrote {kind.api.interpolation(model, ckpt, args.seed, device, options, condition, data=args.data)}")
@@ -105,8 +106,9 @@ def main(argv=None):
     path = f"vis/random_images_{args.model}{'_gmm' * (args.prior == 'gmm')}.png"
     if condition is not None:
         label, name = condition
+        guidance_text = "its default guidance" if args.guidance is None else f"guidance {args.guidance:g}"
         image_grid(kind.api.generate(model, config, 64, label.expand(64, *label.shape), args.seed, device, options),
-                   f"{args.model}: {name} (guidance {args.guidance:g}, {args.sampler}, seed {args.seed})", path)
+                   f"{args.model}: {name} ({guidance_text}, {args.sampler}, seed {args.seed})", path)
     else:
         kind.api.figure(model, ckpt, path, args.seed, device, options)
     print(f"wrote {path}")

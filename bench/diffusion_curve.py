@@ -33,6 +33,7 @@ from evaluator_checks import flags, run, snapshot  # noqa: E402
 from utils.data.dataset import load_dataset  # noqa: E402
 from utils.evaluation.evaluator import yardstick  # noqa: E402
 from utils.generators import GENERATORS, SamplingOptions  # noqa: E402
+from utils.sampling.spaces import PixelSpace  # noqa: E402
 
 BASELINE_GUIDANCE = 2.0   # the baseline's sampling default then; every other configuration samples with diffusion.py's
 PREVIOUS = ["--ema", "0.999", "--upsample", "nearest"]   # the default of the morning of 2026-11-27
@@ -174,7 +175,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(os.cpu_count())
     workdir, data_dir = Path(args.workdir).resolve(), str(Path(args.data).resolve())
-    default_guidance = args.guidance if args.guidance is not None else diffusion.get_args([]).guidance
+    default_guidance = args.guidance if args.guidance is not None else PixelSpace.guidance
     data = load_dataset(data_dir, 24, quiet=True)
     stick = yardstick(data, path=workdir / "Evaluator.pth")
     cache_path = workdir / "results.json"

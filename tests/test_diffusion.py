@@ -283,6 +283,22 @@ def test_guidance_weights():
         assert not torch.allclose(cond, uncond)
 
 
+def test_guidance_only_up_to_its_noise_limit():
+    """Straight path: s/a = t / (1 - t), so a limit of 1 guides t = 0.4 (0.67) and leaves t = 0.6 (1.5) and the
+    pure noise at t = 1 purely conditional."""
+    torch.manual_seed(0)
+    model = Diffuser(8, 3, num_classes=3, base=8, mults=(1, 2)).eval()
+    torch.nn.init.normal_(model.head[-1].weight, std=0.1)
+    x, labels, path = torch.randn(2, 3, 8, 8), torch.tensor([0, 2]), Straight()
+    for t, guided in [(0.4, True), (0.6, False), (1.0, False)]:
+        limited = guided_denoiser(model, path, "flow", labels, 3.0, max_noise=1.0)(x, t)[1]
+        expected = guided_denoiser(model, path, "flow", labels, 3.0 if guided else 1.0)(x, t)[1]
+        other = guided_denoiser(model, path, "flow", labels, 1.0 if guided else 3.0)(x, t)[1]
+        assert torch.allclose(limited, expected) and not torch.allclose(limited, other)
+    unconditional = guided_denoiser(model, path, "flow", labels, 0.0)(x, 0.6)[1]
+    assert torch.allclose(guided_denoiser(model, path, "flow", labels, 0.0, max_noise=1.0)(x, 0.6)[1], unconditional)
+
+
 @pytest.mark.parametrize("upsample", ["nearest", "transposed"])
 def test_overfitting_eight_images_drives_the_loss_down(upsample):
     torch.manual_seed(0)

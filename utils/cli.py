@@ -65,8 +65,12 @@ def add_training_flags(p):
 def add_sampling_flags(p, what):
     """--guidance, --sampler and --steps: how a diffusion model draws its samples."""
     defaults = SamplingOptions()
-    p.add_argument("--guidance", type=float, default=defaults.guidance,
-                   help=f"classifier-free guidance weight of {what} (0 unconditional, 1 conditional, more is sharper)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help=f"classifier-free guidance weight of {what} (0 unconditional, 1 conditional, more is sharper; "
+                        "default: the model's, 1.5 on pixels, 3 on a latent model's codes)")
+    p.add_argument("--guidance-max-noise", type=float, default=None, metavar="S/A",
+                   help="guide only the steps whose noise-to-signal ratio is at most this, the noisier ones purely "
+                        "conditionally (more variety; default: the model's, inf (every step) on pixels, 2.33 on codes)")
     p.add_argument("--sampler", choices=["dpm", "ddim", "euler", "heun", "ddpm"], default=defaults.sampler,
                    help="deterministic DPM-Solver++(2M) (as good as DDIM in fewer steps), DDIM (= Euler), Heun "
                         "(second order, two network calls a step), or ancestral DDPM (all T steps of a DDPM model)")

@@ -23,11 +23,13 @@ from utils.training.checkpoint import default_checkpoint
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    """How a model draws: --guidance, --sampler and --steps for a diffusion model, --prior for a decoder's codes."""
-    guidance: float = 1.5
+    """How a model draws: --guidance, --sampler and --steps for a diffusion model, --prior for a decoder's codes.
+    None: the model's own default (diffusion: its space's, utils/sampling/spaces.py)."""
+    guidance: float | None = None
     sampler: str = "dpm"
     steps: int = 20
     prior: str = "normal"
+    guidance_max_noise: float | None = None
 
 
 @dataclass(frozen=True)
