@@ -13,7 +13,6 @@ cached in --workdir (runs/ is ignored by git): a rerun continues where the last 
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import sys
@@ -32,6 +31,7 @@ from diffusion_budget import sample_reference, train_reference  # noqa: E402
 from evaluator_checks import flags, run, snapshot  # noqa: E402
 from utils.data.dataset import load_dataset  # noqa: E402
 from utils.evaluation.evaluator import yardstick  # noqa: E402
+from utils.evaluation.table import markdown_table  # noqa: E402
 from utils.generators import GENERATORS, SamplingOptions  # noqa: E402
 from utils.sampling.spaces import PixelSpace  # noqa: E402
 
@@ -127,16 +127,6 @@ def reference_points(data, minutes, seed, n):
     return points
 
 
-def table(results):
-    lines = ["| configuration | minutes | epochs | guidance | train img/s | FD ↓ | KID ↓ | precision ↑ | recall ↑ | "
-             "class acc | s / 64 samples |", "|---" * 11 + "|"]
-    for r in results:
-        lines.append(f"| {r['config']} | {r['minutes']:g} | {r['epochs']} | {r['guidance']:g} | {r['images_per_s']:.0f} | "
-                     f"{r['fd']:.2f} | {r['kid']:.4f} | {r['precision']:.3f} | {r['recall']:.3f} | "
-                     f"{r.get('class_accuracy', math.nan):.1%} | {r['per_64']:.1f} |")
-    return "\n".join(lines)
-
-
 def plot(results, floor, vae, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -195,7 +185,7 @@ def main(argv=None):
             quality = evaluate.sample_quality(samples, stick, labels)
             cache[f"{name}/{m:g}/{guidance:g}"] = dict(config=name, minutes=m, guidance=guidance, **info, **quality)
             cache_path.write_text(json.dumps(cache, indent=1))
-            print(table([cache[f"{name}/{m:g}/{guidance:g}"]]).splitlines()[-1], flush=True)
+            print(markdown_table([cache[f"{name}/{m:g}/{guidance:g}"]]).splitlines()[-1], flush=True)
         results += [cache[key] for m in args.minutes if (key := f"{name}/{m:g}/{guidance:g}") in cache]
     vae = None
     if GENERATORS["VAE"].trained():
@@ -208,7 +198,7 @@ def main(argv=None):
           f"(baseline: {BASELINE_GUIDANCE:g}; reference: DDIM 50, unguided)")
     print(f"held-out real: FD {floor['fd']:.2f}, recall {floor['recall']:.3f}"
           + (f"; VAE: FD {vae['fd']:.2f}, recall {vae['recall']:.3f}" if vae else "") + "\n")
-    print(table(results))
+    print(markdown_table(results))
     plot_path = args.plot or ("docs/diffusion_curve.png" if set(MINUTES) <= set(args.minutes) else None)
     if plot_path:
         plot(results, floor, vae, plot_path)

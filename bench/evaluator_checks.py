@@ -34,6 +34,7 @@ import evaluate  # noqa: E402
 from utils.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from utils.data.dataset import load_dataset  # noqa: E402
 from utils.evaluation.evaluator import yardstick  # noqa: E402
+from utils.evaluation.table import markdown_table  # noqa: E402
 
 SNAPSHOT_MINUTES = (1, 3, 15)
 # The default of 2026-11-26, spelled out: v-prediction at full resolution, constant learning rate.
@@ -119,15 +120,6 @@ def training_failures(rows):
     return failures
 
 
-def table(rows):
-    columns = [("n", "{:d}"), ("fd", "{:.2f}"), ("kid", "{:.4f}"), ("precision", "{:.3f}"), ("recall", "{:.3f}"),
-               ("class_accuracy", "{:.1%}")]
-    lines = ["| row | n | FD ↓ | KID ↓ | precision ↑ | recall ↑ | class acc |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['row']} | " + " | ".join(fmt.format(r[k]) if k in r else "—" for k, fmt in columns) + " |")
-    return "\n".join(lines)
-
-
 def training_rows(args, workdir, data, stick):
     paths = train_snapshots(str(Path(args.data).resolve()), workdir, args.seed)
     rows = []
@@ -169,7 +161,7 @@ def main(argv=None):
           f"{len(data.valid_idx)} valid images")
     print(f"feature network: {stick.evaluator.feature_dim}-d features, trained in {train_seconds:.0f}s, "
           f"validation accuracy {stick.accuracy:.1%}\n")
-    print(table(rows + snapshots))
+    print(markdown_table(rows + snapshots))
     print("\n" + ("\n".join("FAILED " + f for f in failures) if failures else "all checks passed"))
     return 1 if failures else 0
 

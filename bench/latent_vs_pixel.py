@@ -4,9 +4,11 @@
     python bench/latent_vs_pixel.py --data ../shared/flowers --minutes 15
 
 latent: `train_script.py --model LatentAE` (its defaults), then `diffusion.py --latent` for --minutes.
-pixel:  `diffusion.py --image-size 64 --patch 4` (the U-Net on 16x16 cells of 4x4 pixels, the latent model's grid)
-        for the latent arm's minutes in all: its autoencoder's training time plus --minutes.
-Each arm runs in its own folder under --workdir (runs/ is ignored by git); a finished step found there is reused.
+pixel:  `diffusion.py --image-size 64` with each of --pixel's settings (by default the lab's 2x2 blocks, a 32x32
+        grid; and 4x4 blocks at twice the width, the latent model's 16x16 grid at about the same cost), each for
+        the latent arm's minutes in all: its autoencoder's training time plus --minutes.
+Each arm runs in its own folder under --workdir (runs/ is ignored by git); a finished step or score found there is
+reused.
 Each model draws 1,000 class-balanced samples twice, with the sampling defaults of each space (pixels: guidance
 1.5 at every step; codes: guidance 3 up to noise-to-signal 2.33), scored as evaluate.py does; the bars are issue 20's (FD <= 2x the blurred-real rung at sigma 1 px, recall >= 0.6x and class
 accuracy >= the held-out real row's).
@@ -14,7 +16,6 @@ accuracy >= the held-out real row's).
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import sys
@@ -33,11 +34,12 @@ import evaluate  # noqa: E402
 from evaluator_checks import run  # noqa: E402
 from utils.data.dataset import load_dataset  # noqa: E402
 from utils.evaluation.evaluator import yardstick  # noqa: E402
+from utils.evaluation.table import markdown_table  # noqa: E402
 from utils.generators import GENERATORS, SamplingOptions  # noqa: E402
 from utils.sampling.spaces import LatentSpace, PixelSpace  # noqa: E402
 
 N_SAMPLES = 1000
-PIXEL_FLAGS = ["--image-size", "64", "--patch", "4"]
+PIXEL_SETTINGS = ["--patch 2", "--patch 4 --base 64"]
 SAMPLINGS = {"pixel": PixelSpace, "latent": LatentSpace}   # each space's sampling defaults, tried on both models
 
 
@@ -64,21 +66,30 @@ def timed(step, folder, done, *command):
     return json.loads(record.read_text())["minutes"]
 
 
-def train_arms(data_dir, minutes, workdir, seed):
-    """{arm: (folder, minutes of training in all)}; the pixel arm gets the latent arm's total."""
-    latent, pixel = workdir / "latent", workdir / "pixel"
+def train_arms(data_dir, minutes, workdir, seed, pixel_settings):
+    """{arm: (folder, minutes of training in all)}; each pixel arm gets the latent arm's total."""
+    latent = workdir / "latent"
     ae = timed("autoencoder", latent, "models/Best_LatentAE.pth", "train_script.py", "--model", "LatentAE",
                "--data", data_dir, "--seed", seed)
     diffusion_minutes = timed("diffusion", latent, "models/Best_diffusion.pth", "diffusion.py", "--latent",
                               "models/Best_LatentAE.pth", "--data", data_dir, "--seed", seed, "--minutes", minutes,
                               "--preview-every", 0)
     total = ae + diffusion_minutes
-    timed("diffusion", pixel, "models/Best_diffusion.pth", "diffusion.py", *PIXEL_FLAGS, "--data", data_dir,
-          "--seed", seed, "--minutes", f"{total:.2f}", "--preview-every", 0)
-    return {"latent": (latent, total), "pixel": (pixel, total)}
+    arms = {"latent": (latent, total)}
+    for setting in pixel_settings:
+        name = "pixel " + setting
+        folder = workdir / name.replace("--", "").replace(" ", "_")
+        timed("diffusion", folder, "models/Best_diffusion.pth", "diffusion.py", "--image-size", "64", *setting.split(),
+              "--data", data_dir, "--seed", seed, "--minutes", f"{total:.2f}", "--preview-every", 0)
+        arms[name] = (folder, total)
+    return arms
 
 
 def score(folder, stick, seed, space):
+    """The model's samples scored under this space's sampling defaults (kept in the folder, reused)."""
+    record = folder / f"score_{space.__name__}.json"
+    if record.exists():
+        return json.loads(record.read_text())
     kind = GENERATORS["diffusion"]
     options = SamplingOptions(guidance=space.guidance, guidance_max_noise=space.guidance_max_noise)
     with inside(folder):
@@ -90,18 +101,10 @@ def score(folder, stick, seed, space):
         per_64 = time.perf_counter() - start
         samples = kind.api.generate(model, config, N_SAMPLES, labels, seed, options=options)
     history = ckpt["history"]
-    return dict(epochs=len(history), images_per_s=sum(h["images_per_s"] for h in history) / len(history),
-                per_64=per_64, **evaluate.sample_quality(samples, stick, labels))
-
-
-def table(rows):
-    lines = ["| model | sampling | minutes in all | diffusion epochs | img/s | FD ↓ | KID ↓ | precision ↑ | recall ↑ | class acc | "
-             "s / 64 samples |", "|---" * 11 + "|"]
-    for r in rows:
-        lines.append(f"| {r['row']} | {r.get('sampling', '')} | {r.get('minutes', math.nan):.1f} | {r.get('epochs', '')} | "
-                     f"{r.get('images_per_s', math.nan):.0f} | {r['fd']:.2f} | {r['kid']:.4f} | {r['precision']:.3f} | "
-                     f"{r['recall']:.3f} | {r.get('class_accuracy', math.nan):.1%} | {r.get('per_64', math.nan):.1f} |")
-    return "\n".join(lines)
+    row = dict(epochs=len(history), images_per_s=sum(h["images_per_s"] for h in history) / len(history),
+               per_64=per_64, **evaluate.sample_quality(samples, stick, labels))
+    record.write_text(json.dumps(row, default=float))   # tensors and numpy floats as plain numbers
+    return row
 
 
 def main(argv=None):
@@ -109,12 +112,14 @@ def main(argv=None):
     p.add_argument("--data", required=True)
     p.add_argument("--minutes", type=float, default=40, help="the latent diffusion model's training budget")
     p.add_argument("--workdir", default="runs/latent_vs_pixel")
+    p.add_argument("--pixel", nargs="+", default=PIXEL_SETTINGS, metavar="FLAGS",
+                   help="diffusion.py flags of each pixel-space arm, one quoted string each (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(os.cpu_count())
     data_dir = str(Path(args.data).resolve())
     workdir = Path(args.workdir).resolve() / Path(data_dir).name
-    arms = train_arms(data_dir, args.minutes, workdir, args.seed)
+    arms = train_arms(data_dir, args.minutes, workdir, args.seed, args.pixel)
     data = load_dataset(data_dir, 64, quiet=True)
     stick = yardstick(data)   # the evaluator evaluate.py uses for this data set at 64 px
     calibration, _ = evaluate.calibration_rows(data, stick, N_SAMPLES, torch.Generator().manual_seed(0))
@@ -123,12 +128,12 @@ def main(argv=None):
     rows = [real, blur]
     for arm, (folder, minutes) in arms.items():
         for name, space in SAMPLINGS.items():
-            rows.append(dict(row=arm, sampling=name, minutes=minutes, **score(folder, stick, args.seed, space)))
-            print(table(rows[-1:]).splitlines()[-1], flush=True)
+            rows.append(dict(row=arm, sampling=name, minutes=round(minutes, 1), **score(folder, stick, args.seed, space)))
+            print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
     print(f"\n# Latent against pixel diffusion at 64 px ({datetime.date.today()}, {platform.machine()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}): {args.data}, {N_SAMPLES} class-balanced "
           f"samples each\n")
-    print(table(rows))
+    print(markdown_table(rows))
     print(f"\nbars: FD <= {2 * blur['fd']:.2f}, recall >= {0.6 * real['recall']:.3f}, "
           f"class acc >= {real['class_accuracy']:.1%}")
     for r in rows[2:]:

@@ -39,3 +39,11 @@ def run_script(*args, cwd):
     """Run one of the project's scripts as the user would; returns the CompletedProcess."""
     return subprocess.run([sys.executable, str(ROOT / args[0]), *args[1:], "--threads", "1"],
                           cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def quick_evaluator(monkeypatch):
+    """The report's feature network trained for 2 epochs: enough to score with, a fraction of the real 12."""
+    import utils.evaluation.evaluator as evaluator_module
+    real_train = evaluator_module.train_classifier
+    monkeypatch.setattr(evaluator_module, "train_classifier", lambda d, log=print: real_train(d, epochs=2, log=log))

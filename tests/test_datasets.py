@@ -18,7 +18,6 @@ import diffusion
 import evaluate
 import random_generation
 import train_script
-import utils.evaluation.evaluator as evaluator_module
 import visualization
 from utils import cli
 from utils.data.dataset import load_dataset
@@ -99,7 +98,7 @@ def is_gray(path):
     return (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
 
 
-def test_autoencoder_and_report_on_one_channel(fake_mnist, monkeypatch, capsys):
+def test_autoencoder_and_report_on_one_channel(fake_mnist, monkeypatch, capsys, quick_evaluator):
     train_script.main(["--model", "AE", "--data", "mnist", "--epochs", "1", "--threads", "1"])
     ckpt = torch.load("models/Best_AE.pth", weights_only=True)
     assert ckpt["config"]["channels"] == 1 and ckpt["model"]["encoder.0.0.weight"].shape[1] == 1
@@ -111,8 +110,6 @@ def test_autoencoder_and_report_on_one_channel(fake_mnist, monkeypatch, capsys):
     data_analysis.main(["--data", "mnist", "--threads", "1"])
     assert is_gray(fake_mnist / "vis/samples_per_class.png") and is_gray(fake_mnist / "vis/mean_images.png")
     # One evaluation row: the evaluator, the blurred and Gaussian calibration rows, all on 1 channel.
-    real_train = evaluator_module.train_classifier
-    monkeypatch.setattr(evaluator_module, "train_classifier", lambda d, log=print: real_train(d, epochs=2, log=log))
     evaluate.main(["--model", "AE", "--n", "10", "--threads", "1"])
     rows = {r["row"]: r for r in json.loads((fake_mnist / "vis/report.json").read_text())["rows"]}
     assert rows["AE"]["n"] == 10 and rows["AE"]["fd"] > 0 and rows["Gaussian fit to pixels"]["n"] == 10

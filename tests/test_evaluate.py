@@ -9,6 +9,7 @@ import train_script
 import utils.evaluation.evaluator as evaluator_module
 from utils.data.dataset import load_dataset
 from utils.evaluation.evaluator import accuracy, augment, load_or_train_evaluator, train_classifier
+from utils.evaluation.table import markdown_table
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +48,7 @@ def test_evaluator_is_reused_until_the_data_changes(tiny_flowers, workdir, monke
     assert len(calls) == 2
 
 
-def test_report_with_a_missing_model(tiny_flowers, workdir, monkeypatch, capsys):
-    real_train = evaluator_module.train_classifier
-    monkeypatch.setattr(evaluator_module, "train_classifier", lambda d, log=print: real_train(d, epochs=2, log=log))
+def test_report_with_a_missing_model(tiny_flowers, workdir, quick_evaluator, capsys):
     # batch 8: enough steps in one epoch of the tiny set for reconstructions that resemble their images
     train_script.main(["--model", "AE", "--data", str(tiny_flowers), "--epochs", "1", "--batch-size", "8",
                        "--threads", "1"])
@@ -73,3 +72,13 @@ def test_gaussian_baseline_matches_the_pixel_statistics():
     samples = evaluate.gaussian_baseline(train, 20000, g)
     assert torch.allclose(samples.mean(0), train.mean(0), atol=0.01)
     assert torch.allclose(samples.flatten(1).T.cov(), train.flatten(1).T.cov(), atol=0.001)
+
+
+def test_table_shows_the_columns_some_row_fills_in_a_fixed_order():
+    table = markdown_table([dict(row="real", n=259, fd=1.344, status="calibration"),
+                            dict(row="latent", sampling="codes", minutes=17.9, fd=3.15, per_64=2.61)])
+    header, rule, real, latent = table.splitlines()
+    assert header == "| row | sampling | minutes | n | FD ↓ | s / 64 samples | status |"
+    assert rule == "|---" * 7 + "|"
+    assert real == "| real | — | — | 259 | 1.34 | — | calibration |"
+    assert latent == "| latent | codes | 17.9 | — | 3.15 | 2.6 | — |"
