@@ -10,8 +10,9 @@ pixel:  `diffusion.py --image-size 64` with each of --pixel's settings (by defau
 Each arm runs in its own folder under --workdir (runs/ is ignored by git); a finished step or score found there is
 reused.
 Each model draws 1,000 class-balanced samples twice, with the sampling defaults of each space (pixels: guidance
-1.5 at every step; codes: guidance 3 up to noise-to-signal 2.33), scored as evaluate.py does; the bars are issue 20's (FD <= 2x the blurred-real rung at sigma 1 px, recall >= 0.6x and class
-accuracy >= the held-out real row's).
+1.5 at every step; codes: guidance 3 up to noise-to-signal 2.33), scored as evaluate.py does; the bars are
+issue 20's (FD <= 2x the blurred-real rung at sigma 1 px, recall >= 0.6x and class accuracy >= the held-out real
+row's).
 """
 import argparse
 import datetime
@@ -128,7 +129,8 @@ def main(argv=None):
     rows = [real, blur]
     for arm, (folder, minutes) in arms.items():
         for name, space in SAMPLINGS.items():
-            rows.append(dict(row=arm, sampling=name, minutes=round(minutes, 1), **score(folder, stick, args.seed, space)))
+            quality = score(folder, stick, args.seed, space)
+            rows.append(dict(row=arm, sampling=name, minutes=round(minutes, 1), **quality))
             print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
     print(f"\n# Latent against pixel diffusion at 64 px ({datetime.date.today()}, {platform.machine()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}): {args.data}, {N_SAMPLES} class-balanced "

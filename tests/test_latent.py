@@ -129,7 +129,8 @@ def test_latent_model_needs_its_own_autoencoder(tiny_flowers64, workdir):
         diffusion.main(["--latent", "models/ae32.pth", "--epochs", "1", "--minutes", "0", *data])
 
 
-def test_run_lab_bonus_writes_its_files_into_their_own_folder(tiny_flowers64, workdir, quick_evaluator, capsys, monkeypatch):
+def test_run_lab_bonus_writes_its_files_into_their_own_folder(tiny_flowers64, workdir, quick_evaluator, capsys,
+                                                              monkeypatch):
     monkeypatch.setattr("sys.argv", ["run_lab.py", "--bonus", "--data", str(tiny_flowers64), "--quick", *FAST])
     run_lab.main()
     out = capsys.readouterr().out
