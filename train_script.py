@@ -1,7 +1,7 @@
 """Train an autoencoder (Parts 1-3) and keep the best model: python train_script.py --model AE"""
 from utils import cli
-from utils.models import (MODEL_CLASSES, TRAINING_DEFAULTS, add_second_stage, build_model, loss_fn_for,
-                          training_defaults)
+from utils.models import (MODEL_CLASSES, SIZE_MULTIPLE, TRAINING_DEFAULTS, after_training, build_model,
+                          describe, loss_fn_for, loss_unit, training_defaults)
 from utils.training import distributed, run
 from utils.training.train import EarlyStopping, Recipe, make_optimizer, make_scheduler
 
@@ -51,7 +51,7 @@ def get_args(argv=None, default_model=None):
     for flag in ("epochs", "batch_size", "encoding_dim"):
         if getattr(args, flag) < 1:
             cli.fail(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
-    if args.image_size % 4 and args.model != "MLPAE":
+    if args.image_size % SIZE_MULTIPLE.get(args.model, 4):
         cli.fail(f"--image-size must be a multiple of 4 for {args.model}, got {args.image_size}")
     return args
 
@@ -63,10 +63,6 @@ def settings(args):
     return lambda data: {key: getattr(args, key) for key in keys}
 
 
-def loss_unit(model):
-    return "negative ELBO per image" if model == "VAE" else "mean squared error per pixel"
-
-
 def train(args, until=None):
     """Train as the flags say, print the log, write the loss curve; returns the history."""
     config, state, data, device = run.start(args, args.model, settings(args))
@@ -76,27 +72,18 @@ def train(args, until=None):
     recipe = Recipe(optimizer, epochs, config["batch_size"], make_scheduler(config["scheduler"], optimizer, epochs),
                     EarlyStopping(config["patience"], config["min_delta"]), augment=config["augment"],
                     precision=args.precision, compile=args.compile, seed=config["seed"])
-    n_params = sum(p.numel() for p in model.parameters())
-    lines = [f"model      {config['model']} ({type(model).__name__}), {n_params:,} parameters, encoding_dim "
-             f"{config['encoding_dim']}" + (f", decoder kernel {config.get('upsample_kernel', 2)}"
-                                            if config["model"] in ("AE", "VAE") else ""),
+    model_line, *own_lines = describe(config, model)
+    lines = [model_line,
              f"training   {config['optimizer']} lr {config['lr']:g}, "
              f"{distributed.batch_description(config['batch_size'])}, up to {epochs} epochs, scheduler "
              f"{config['scheduler']}, patience {config['patience']}, seed {config['seed']}"
-             + (", augmented (flips, crops)" if config["augment"] else "")]
-    if config["model"] == "VAE":
-        lines.append(f"vae loss   {config['recon']} reconstruction + KL (beta {config['beta']:g}, warm-up "
-                     f"{config['kl_warmup']} epochs); {config.get('stages', 1)} stage(s)")
-    if config["model"] == "LatentAE":
-        lines.append(f"objective  squared error + {config['gradient_weight']:g} x squared error of the image gradients "
-                     f"+ 1e-6 x KL; code {' x '.join(map(str, model.code_shape))}")
+             + (", augmented (flips, crops)" if config["augment"] else ""), *own_lines]
     run.header(lines, data, args, device, state)
-    print(f"loss       {loss_unit(config['model'])}", flush=True)
-    history = run.train(model, loss_fn_for(config), data, recipe, args, config, state, device,
-                        loss_unit(config["model"]), until=until)
-    if config["model"] == "VAE" and config.get("stages", 1) == 2 and history and distributed.is_main():
-        add_second_stage(args.checkpoint, data.split("train")[0])
-        print(f"stage 2    a two-stage VAE: the second stage fitted to the training codes -> {args.checkpoint}")
+    print(f"loss       {loss_unit(config)}", flush=True)
+    history = run.train(model, loss_fn_for(config), data, recipe, args, config, state, device, loss_unit(config),
+                        until=until)
+    if history and distributed.is_main():
+        after_training(config, args.checkpoint, data)
     return history
 
 

@@ -8,7 +8,7 @@ from torch import nn
 from Autoencoder import Autoencoder
 from MLPAutoencoder import MLPAutoencoder
 from VarAutoencoder import VarAutoencoder, VAE_loss_function
-from utils.models import build_model, loss_fn_for
+from utils.models import build_model, describe, loss_fn_for
 
 
 def shapes_after(layers, x, kinds):
@@ -74,6 +74,19 @@ def test_the_vae_decodes_with_overlapping_kernels_by_default_and_the_ae_with_the
     kernels = {model: train_script.get_args(["--model", model]).upsample_kernel for model in ("AE", "VAE")}
     assert kernels == {"AE": 2, "VAE": 4}
     assert train_script.get_args(["--model", "VAE", "--upsample-kernel", "2"]).upsample_kernel == 2
+
+
+def test_the_training_log_describes_each_model_by_its_own_settings():
+    import train_script
+    lines = {}
+    for model in ("MLPAE", "AE", "VAE", "LatentAE"):
+        config = vars(train_script.get_args(["--model", model, "--image-size", "24"]))
+        lines[model] = describe(config, build_model(dict(config, channels=3)))
+    assert [len(lines[m]) for m in lines] == [1, 1, 2, 2]    # the VAE's loss and the LatentAE's objective
+    assert "decoder kernel 2" in lines["AE"][0] and "decoder kernel 4" in lines["VAE"][0]
+    assert "kernel" not in lines["MLPAE"][0] + lines["LatentAE"][0]    # no transposed convolutions of that kind
+    assert lines["VAE"][1].startswith("vae loss   sigma reconstruction") and "2 stage(s)" in lines["VAE"][1]
+    assert lines["LatentAE"][1].endswith("code 4 x 6 x 6")
 
 
 def test_image_size_must_be_multiple_of_4():

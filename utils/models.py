@@ -33,6 +33,7 @@ TRAINING_DEFAULTS = {
     "LatentAE": {"adam": dict(lr=1e-3, batch_size=32, epochs=10, encoding_dim=4, image_size=64)},
 }
 OPTIMIZER_LR = {"sgd": 1.5, "momentum": 0.05, "adam": 1e-3}
+SIZE_MULTIPLE = {"MLPAE": 1}   # the others halve the image twice: --image-size a multiple of 4
 
 
 def training_defaults(model, optimizer=None):
@@ -101,6 +102,32 @@ def loss_fn_for(config):
             return reported, reported
         return VAE_loss_function(recon_x, x, mu, logvar, recon=recon, beta=weight), reported
     return vae_loss
+
+
+def loss_unit(config):
+    """What the training log's losses measure (see loss_fn_for)."""
+    return "negative ELBO per image" if config["model"] == "VAE" else "mean squared error per pixel"
+
+
+def describe(config, model):
+    """The training log's lines of this model: its size first, then (VAE, LatentAE) its objective."""
+    kernel = f", decoder kernel {config.get('upsample_kernel', 2)}" if isinstance(model, Autoencoder) else ""
+    lines = [f"model      {config['model']} ({type(model).__name__}), {sum(p.numel() for p in model.parameters()):,} "
+             f"parameters, encoding_dim {config['encoding_dim']}{kernel}"]
+    if config["model"] == "VAE":
+        lines.append(f"vae loss   {config['recon']} reconstruction + KL (beta {config['beta']:g}, warm-up "
+                     f"{config['kl_warmup']} epochs); {config.get('stages', 1)} stage(s)")
+    if config["model"] == "LatentAE":
+        lines.append(f"objective  squared error + {config['gradient_weight']:g} x squared error of the image gradients "
+                     f"+ 1e-6 x KL; code {' x '.join(map(str, model.code_shape))}")
+    return lines
+
+
+def after_training(config, checkpoint, data):
+    """What follows training: a two-stage VAE fits its second stage to the best model's training codes."""
+    if config["model"] == "VAE" and config.get("stages", 1) == 2:
+        add_second_stage(checkpoint, data.split("train")[0])
+        print(f"stage 2    a two-stage VAE: the second stage fitted to the training codes -> {checkpoint}")
 
 
 # ---------------------------------------------------------------- the generator interface (utils/generators.py)
