@@ -51,8 +51,9 @@ def get_args(argv=None, default_model=None):
     for flag in ("epochs", "batch_size", "encoding_dim"):
         if getattr(args, flag) < 1:
             cli.fail(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
-    if args.image_size % SIZE_MULTIPLE.get(args.model, 4):
-        cli.fail(f"--image-size must be a multiple of 4 for {args.model}, got {args.image_size}")
+    multiple = SIZE_MULTIPLE.get(args.model, 4)
+    if args.image_size % multiple:
+        cli.fail(f"--image-size must be a multiple of {multiple} for {args.model}, got {args.image_size}")
     return args
 
 
@@ -79,9 +80,9 @@ def train(args, until=None):
              f"{config['scheduler']}, patience {config['patience']}, seed {config['seed']}"
              + (", augmented (flips, crops)" if config["augment"] else ""), *own_lines]
     run.header(lines, data, args, device, state)
-    print(f"loss       {loss_unit(config)}", flush=True)
-    history = run.train(model, loss_fn_for(config), data, recipe, args, config, state, device, loss_unit(config),
-                        until=until)
+    unit = loss_unit(config)
+    print(f"loss       {unit}", flush=True)
+    history = run.train(model, loss_fn_for(config), data, recipe, args, config, state, device, unit, until=until)
     if history and distributed.is_main():
         after_training(config, args.checkpoint, data)
     return history
