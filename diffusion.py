@@ -1,10 +1,10 @@
 """Part 4: a class-conditional diffusion model (flow matching by default) that trains in minutes on a laptop CPU.
 
-    python diffusion.py > log/train_diffusion.out          # trains for --minutes (default 3)
+    python diffusion.py > log/train_diffusion.out          # trains for --minutes (default 2)
     python diffusion.py --latent models/Best_LatentAE.pth  # the bonus: on a frozen autoencoder's codes, at 64 px
 
 The network (`Diffuser`), the noise schedule and the loss (`diffusion_loss_fn`) live here; the samplers
-are in utils/sampling/samplers.py. Writes models/Best_diffusion.pth (with the EMA weights used for sampling),
+are in utils/sampling/samplers.py. Writes models/Best_diffusion.pth (the weights it samples with),
 vis/loss_diffusion.png, vis/preview_diffusion.png during training, and at the end
 vis/random_images_diffusion.png and vis/denoise_process_diffusion.png.
 """
@@ -376,7 +376,7 @@ def denoise_figure(model, config, path, seed, device, n=4, columns=10, steps=50)
 
 def get_args(argv=None):
     p = cli.parser(__doc__)
-    p.add_argument("--minutes", type=float, default=3,
+    p.add_argument("--minutes", type=float, default=2,
                    help="wall-clock training budget, counted across --resume (0: train --epochs)")
     p.add_argument("--epochs", type=int, default=1000, help="upper limit on epochs")
     p.add_argument("--batch-size", type=int, default=64,

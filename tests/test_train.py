@@ -7,7 +7,7 @@ from torch import nn
 
 from utils.training.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
-from utils.models import build_model, loss_fn_for, training_defaults
+from utils.models import OPTIMIZER_LR, TRAINING_DEFAULTS, build_model, loss_fn_for, training_defaults
 from utils.training.train import EarlyStopping, Recipe, Run, budget_progress, fit, make_optimizer, set_learning_rate
 
 
@@ -69,7 +69,9 @@ def test_training_lowers_the_loss(name, tmp_path):
 def test_defaults_per_optimizer():
     assert training_defaults("AE")["optimizer"] == "adam"
     sgd = training_defaults("AE", "sgd")   # its own entry: the handout's plain-SGD baseline, not Adam's recipe
-    assert (sgd["lr"], sgd["batch_size"]) == (1.5, 8) != tuple(training_defaults("AE")[k] for k in ("lr", "batch_size"))
+    own = TRAINING_DEFAULTS["AE"]["sgd"]
+    assert (sgd["lr"], sgd["batch_size"]) == (own["lr"], own["batch_size"]) != tuple(training_defaults("AE")[k] for k in ("lr", "batch_size"))
+    assert training_defaults("MLPAE", "sgd")["lr"] == OPTIMIZER_LR["sgd"]   # a model without an SGD entry
     assert training_defaults("AE", "momentum")["batch_size"] == training_defaults("AE")["batch_size"]
 
 
