@@ -10,6 +10,8 @@ import math
 import torch
 from torch import nn
 
+from utils.training.train import adam
+
 
 class CodeVAE(nn.Module):
     """An MLP VAE on codes, with a learned decoder noise level gamma per code dimension (its own calibration: with
@@ -46,7 +48,7 @@ def fit_code_vae(codes, epochs=150, batch_size=256, lr=1e-3, hidden=512, seed=0)
     with torch.random.fork_rng():   # seeded, without touching the caller's random state
         torch.manual_seed(seed)
         model = CodeVAE(codes.shape[1], hidden)
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        optimizer = adam(model.parameters(), lr)
         for _ in range(epochs * math.ceil(len(codes) / batch_size)):
             loss = model.loss(codes[torch.randint(len(codes), (min(batch_size, len(codes)),))])
             optimizer.zero_grad()
