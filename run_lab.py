@@ -6,7 +6,7 @@ Each step is the command the handout asks for, with its output redirected into l
     python train_script.py --model AE > log/train_AE.out
     python train_script.py --model VAE > log/train_VAE.out
     python visualization.py --model MLPAE|AE|VAE
-    python diffusion.py > log/train_diffusion.out       (Part 4: 2 of the lab's 5 minutes)
+    python diffusion.py > log/train_diffusion.out       (Part 4: 2 minutes of training)
     python random_generation.py --model AE|VAE|diffusion [--interpolate]
     python evaluate.py > log/evaluate.out                   (vis/report.md, vis/report.json)
 and then writes diffusion_report.md (the bonus report) and vis/index.html (every result on one page).

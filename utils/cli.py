@@ -18,7 +18,8 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown in each flag's help; the script's docstring as written (its commands one per line)."""
     def _get_help_string(self, action):
         # "(default: None)" says nothing; such flags explain their default in their own help.
         return action.help if action.default is None else super()._get_help_string(action)
