@@ -1,7 +1,6 @@
 """The evaluator's yardstick: degraded images score worse the more they are degraded, and the checks say so."""
 import functools
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +10,6 @@ import utils.evaluation.evaluator as evaluator_module
 from bench import evaluator_checks
 from utils.data.dataset import load_dataset, to_float
 from utils.evaluation.evaluator import load_or_train_evaluator, yardstick
-from utils.training.checkpoint import load_checkpoint
 
 
 @pytest.fixture
@@ -126,20 +124,3 @@ def test_the_curve_trains_each_budget_of_a_decaying_recipe_on_its_own():
     assert diffusion_curve.budget_dependent("p2-cosine")
     assert not diffusion_curve.budget_dependent("baseline")
     assert not diffusion_curve.budget_dependent("fm-patch2")
-
-
-def test_a_shipped_evaluator_serves_its_own_data_and_no_other(tiny_flowers, workdir, monkeypatch):
-    calls = []
-    real_train = evaluator_module.train_classifier
-    monkeypatch.setattr(evaluator_module, "train_classifier",
-                        lambda d, log=print: calls.append(1) or real_train(d, epochs=1, log=log))
-    monkeypatch.setattr(evaluator_module, "SHIPPED", workdir / "shipped")
-    data = load_dataset(str(tiny_flowers), 24, quiet=True)
-    shipped_name = Path(evaluator_module.evaluator_path(data)).name
-    load_or_train_evaluator(data, path=workdir / "shipped" / shipped_name)   # what the project ships
-    _, accuracy = load_or_train_evaluator(data)
-    assert calls == [1] and not Path(evaluator_module.evaluator_path(data)).exists()   # used as shipped
-    assert accuracy == load_checkpoint(workdir / "shipped" / shipped_name)["config"]["valid_accuracy"]
-    data.images = data.images.flip(-1)           # the same folder, other pixels: the shipped one does not fit
-    load_or_train_evaluator(data)
-    assert calls == [1, 1] and Path(evaluator_module.evaluator_path(data)).exists()
