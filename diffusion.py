@@ -24,7 +24,7 @@ from utils.sampling.samplers import SAMPLERS, per_sample_noise, sample_generator
 from utils.sampling.spaces import make_space, new_latent, space_kind
 from utils.training import distributed, run
 from utils.training.checkpoint import default_checkpoint, load_checkpoint
-from utils.training.train import EMA, EarlyStopping, Recipe, adam
+from utils.training.train import EMA, EarlyStopping, Recipe, make_optimizer
 
 CHECKPOINT = default_checkpoint("diffusion")
 
@@ -464,7 +464,7 @@ def train(args):
             sampler_net = (ema.model if ema else model).eval()   # training mode returns at the next epoch
             sample_grid(sampler_net, config, "vis/preview_diffusion.png", args.seed, device, options, per_row=8)
 
-    recipe = Recipe(adam(model.parameters(), config["lr"]), args.epochs, config["batch_size"],
+    recipe = Recipe(make_optimizer("adam", model.parameters(), config["lr"]), args.epochs, config["batch_size"],
                     early_stopping=EarlyStopping(patience=None), ema=ema, minutes=args.minutes or None,
                     augment=config["augment"], precision=args.precision, compile=args.compile, seed=config["seed"],
                     warmup=config.get("warmup", 0), decay=config.get("lr_decay", "none"))

@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from utils.training.train import adam
+from utils.training.train import make_optimizer
 
 
 class CodeVAE(nn.Module):
@@ -48,7 +48,7 @@ def fit_code_vae(codes, epochs=150, batch_size=256, lr=1e-3, hidden=512, seed=0)
     with torch.random.fork_rng():   # seeded, without touching the caller's random state
         torch.manual_seed(seed)
         model = CodeVAE(codes.shape[1], hidden)
-        optimizer = adam(model.parameters(), lr)
+        optimizer = make_optimizer("adam", model.parameters(), lr)
         for _ in range(epochs * math.ceil(len(codes) / batch_size)):
             loss = model.loss(codes[torch.randint(len(codes), (min(batch_size, len(codes)),))])
             optimizer.zero_grad()
