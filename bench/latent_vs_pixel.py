@@ -10,9 +10,9 @@ pixel:  `diffusion.py --image-size 64` with each of --pixel's settings (by defau
 Each arm runs in its own folder under --workdir (runs/ is ignored by git); a finished step or score found there is
 reused.
 Each model draws 1,000 class-balanced samples twice, with the sampling defaults of each space (pixels: guidance
-1.5 at every step; codes: guidance 3 up to noise-to-signal 2.33), scored as evaluate.py does; the bars are
-issue 20's (FD <= 2x the blurred-real rung at sigma 1 px, recall >= 0.6x and class accuracy >= the held-out real
-row's).
+1.5 at every step; codes: guidance 3 up to noise-to-signal 2.33), scored as evaluate.py does (once per
+--sample-seeds seed: their spread is the noise of a comparison); the bars are issue 20's (FD <= 2x the
+blurred-real rung at sigma 1 px, recall >= 0.6x and class accuracy >= the held-out real row's).
 """
 import argparse
 import datetime
@@ -88,7 +88,7 @@ def train_arms(data_dir, minutes, workdir, seed, pixel_settings):
 
 def score(folder, stick, seed, space):
     """The model's samples scored under this space's sampling defaults (kept in the folder, reused)."""
-    record = folder / f"score_{space.__name__}.json"
+    record = folder / f"score_{space.__name__}_seed{seed}.json"
     if record.exists():
         return json.loads(record.read_text())
     kind = GENERATORS["diffusion"]
@@ -116,6 +116,8 @@ def main(argv=None):
     p.add_argument("--pixel", nargs="+", default=PIXEL_SETTINGS, metavar="FLAGS",
                    help="diffusion.py flags of each pixel-space arm, one quoted string each (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sample-seeds", type=int, nargs="+", default=None, metavar="SEED",
+                   help="seeds of each model's 1,000 samples (default: --seed); several show the scores' spread")
     args = p.parse_args(argv)
     torch.set_num_threads(os.cpu_count())
     data_dir = str(Path(args.data).resolve())
@@ -127,11 +129,14 @@ def main(argv=None):
     real = calibration[0]
     blur = next(r for r in calibration if r["ladder"] == "blur" and "sigma 1 px" in r["row"])
     rows = [real, blur]
+    seeds = args.sample_seeds or [args.seed]
     for arm, (folder, minutes) in arms.items():
         for name, space in SAMPLINGS.items():
-            quality = score(folder, stick, args.seed, space)
-            rows.append(dict(row=arm, sampling=name, minutes=round(minutes, 1), **quality))
-            print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
+            for seed in seeds:
+                quality = score(folder, stick, seed, space)
+                sampling = name + (f", seed {seed}" if len(seeds) > 1 else "")
+                rows.append(dict(row=arm, sampling=sampling, minutes=round(minutes, 1), **quality))
+                print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
     print(f"\n# Latent against pixel diffusion at 64 px ({datetime.date.today()}, {platform.machine()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}): {args.data}, {N_SAMPLES} class-balanced "
           f"samples each\n")
