@@ -1,7 +1,7 @@
 """The project's own feature network for FD, KID and precision/recall: a small CNN trained on the user's data.
 
 No pretrained Inception weights can be downloaded on the lab machines, so we train one once on the training
-split (well under a minute on two CPU cores at 24 px; about 27 minutes for the 16-class set at 64 px) and reuse
+split (12-36 s on two CPU cores at 24 px; 13-35 minutes for the 16-class set at 64 px, by the machine) and reuse
 it (models/Evaluator_<data>_<size>px.pth: one per data set and size, so scoring another set never overwrites
 this one's), retraining when the data changes. A classifier alone learns what tells the classes apart and little
 else: its features scored a blob of the right colour as well as a detailed flower, and a 3-minute diffusion model
