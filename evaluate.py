@@ -71,16 +71,20 @@ def sample_quality(images, stick, labels=None):
 
 
 def reconstruction_quality(kind, model, valid_images, stick, n, seed):
-    """Pixel errors of the reconstructions of the validation images, and the FD of (up to n of) them: the floor
-    of anything decoded from these codes, comparable with the calibration rungs of as many images."""
+    """Pixel errors of the reconstructions of the validation images, and the FD and recall of (up to n of) them:
+    the floor and the ceiling of anything decoded from these codes, comparable with the calibration rungs of as
+    many images."""
     recon = kind.api.reconstruct(model, valid_images)
     some = torch.randperm(len(recon), generator=torch.Generator().manual_seed(seed))[:n]
-    return dict(mse=torch.mean((recon - valid_images) ** 2).item(),
-                psnr=metrics.psnr(recon, valid_images).mean().item(),
-                ssim=metrics.ssim(recon, valid_images).mean().item(),
-                recon_fd=metrics.frechet_distance(predict(stick.evaluator, recon[some].cpu(), features=True),
-                                                  stick.reference),
-                compression=metrics.compression_ratio(valid_images.shape[1:], model.encoding_dim))
+    feats = predict(stick.evaluator, recon[some].cpu(), features=True)
+    row = dict(mse=torch.mean((recon - valid_images) ** 2).item(),
+               psnr=metrics.psnr(recon, valid_images).mean().item(),
+               ssim=metrics.ssim(recon, valid_images).mean().item(),
+               recon_fd=metrics.frechet_distance(feats, stick.reference),
+               compression=metrics.compression_ratio(valid_images.shape[1:], model.encoding_dim))
+    if len(feats) > 3:  # k=3 neighbourhoods, as in sample_quality
+        row["recon_recall"] = metrics.precision_recall(stick.reference, feats, k=3)[1]
+    return row
 
 
 def own_split(data, config):

@@ -3,7 +3,8 @@
     python bench/latent_vs_pixel.py --data ../shared/flowers16 --minutes 40
     python bench/latent_vs_pixel.py --data ../shared/flowers --minutes 15
 
-latent: `train_script.py --model LatentAE` (its defaults), then `diffusion.py --latent` for --minutes.
+latent: `train_script.py --model LatentAE` (its defaults, or --ae-flags), then `diffusion.py --latent` for --minutes
+        (with --latent-flags).
 pixel:  `diffusion.py --image-size 64` with each of --pixel's settings (by default the lab's 2x2 blocks, a 32x32
         grid; and 4x4 blocks at twice the width, the latent model's 16x16 grid at about the same cost), each for
         the latent arm's minutes in all: its autoencoder's training time plus --minutes.
@@ -67,19 +68,25 @@ def timed(step, folder, done, *command):
     return json.loads(record.read_text())["minutes"]
 
 
-def train_arms(data_dir, minutes, workdir, seed, pixel_settings):
+def folder_name(arm):
+    """'pixel --patch 2' -> pixel_patch_2"""
+    return arm.replace("--", "").replace(" ", "_")
+
+
+def train_arms(data_dir, minutes, workdir, seed, pixel_settings, ae_flags="", latent_flags=""):
     """{arm: (folder, minutes of training in all)}; each pixel arm gets the latent arm's total."""
-    latent = workdir / "latent"
+    name = " ".join(["latent", ae_flags, latent_flags]).strip()
+    latent = workdir / folder_name(name)
     ae = timed("autoencoder", latent, "models/Best_LatentAE.pth", "train_script.py", "--model", "LatentAE",
-               "--data", data_dir, "--seed", seed)
+               "--data", data_dir, "--seed", seed, *ae_flags.split())
     diffusion_minutes = timed("diffusion", latent, "models/Best_diffusion.pth", "diffusion.py", "--latent",
                               "models/Best_LatentAE.pth", "--data", data_dir, "--seed", seed, "--minutes", minutes,
-                              "--preview-every", 0)
+                              "--preview-every", 0, *latent_flags.split())
     total = ae + diffusion_minutes
-    arms = {"latent": (latent, total)}
+    arms = {name: (latent, total)}
     for setting in pixel_settings:
         name = "pixel " + setting
-        folder = workdir / name.replace("--", "").replace(" ", "_")
+        folder = workdir / folder_name(name)
         timed("diffusion", folder, "models/Best_diffusion.pth", "diffusion.py", "--image-size", "64", *setting.split(),
               "--data", data_dir, "--seed", seed, "--minutes", f"{total:.2f}", "--preview-every", 0)
         arms[name] = (folder, total)
@@ -115,6 +122,10 @@ def main(argv=None):
     p.add_argument("--workdir", default="runs/latent_vs_pixel")
     p.add_argument("--pixel", nargs="+", default=PIXEL_SETTINGS, metavar="FLAGS",
                    help="diffusion.py flags of each pixel-space arm, one quoted string each (default: %(default)s)")
+    p.add_argument("--ae-flags", default="", metavar="FLAGS",
+                   help="train_script.py flags of the latent arm's autoencoder, one quoted string (e.g. '--epochs 20')")
+    p.add_argument("--latent-flags", default="", metavar="FLAGS",
+                   help="diffusion.py flags of the latent arm's diffusion model, one quoted string (e.g. '--base 48')")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample-seeds", type=int, nargs="+", default=None, metavar="SEED",
                    help="seeds of each model's 1,000 samples (default: --seed); several show the scores' spread")
@@ -122,7 +133,7 @@ def main(argv=None):
     torch.set_num_threads(os.cpu_count())
     data_dir = str(Path(args.data).resolve())
     workdir = Path(args.workdir).resolve() / Path(data_dir).name
-    arms = train_arms(data_dir, args.minutes, workdir, args.seed, args.pixel)
+    arms = train_arms(data_dir, args.minutes, workdir, args.seed, args.pixel, args.ae_flags, args.latent_flags)
     data = load_dataset(data_dir, 64, quiet=True)
     stick = yardstick(data)   # the evaluator evaluate.py uses for this data set at 64 px
     calibration, _ = evaluate.calibration_rows(data, stick, N_SAMPLES, torch.Generator().manual_seed(0))

@@ -1,5 +1,6 @@
 """The flower classifier behind the metrics, and the report with a model missing."""
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ import evaluate
 import train_script
 import utils.evaluation.evaluator as evaluator_module
 from utils.data.dataset import load_dataset
-from utils.evaluation.evaluator import accuracy, augment, load_or_train_evaluator, train_classifier
+from utils.evaluation.evaluator import accuracy, augment, load_or_train_evaluator, train_classifier, yardstick
 from utils.evaluation.table import markdown_table
 
 
@@ -63,6 +64,22 @@ def test_report_with_a_missing_model(tiny_flowers, workdir, quick_evaluator, cap
     assert "LatentAE" not in rows          # a bonus model gets a row only once it is trained here
     assert rows["real (held-out)"]["n"] == 3     # the tiny set holds out one image per class
     assert (workdir / "vis/compare.png").exists()
+
+
+def test_reconstruction_recall_tells_faithful_from_collapsed_reconstructions(synthetic_data, tmp_path,
+                                                                             quick_evaluator):
+    stick = yardstick(synthetic_data, path=tmp_path / "Evaluator.pth", log=lambda line: None)
+    images = stick.train     # reconstructed against the reference they make up: a faithful copy covers all of it
+    model = SimpleNamespace(encoding_dim=8)
+
+    def quality(reconstruct):
+        kind = SimpleNamespace(api=SimpleNamespace(reconstruct=lambda m, x: reconstruct(x)))
+        return evaluate.reconstruction_quality(kind, model, images, stick, n=len(images), seed=0)
+
+    faithful = quality(lambda x: x)
+    collapsed = quality(lambda x: x.mean(0, keepdim=True).expand_as(x))   # every image decoded to the mean image
+    assert faithful["recon_recall"] == 1 and faithful["mse"] == 0
+    assert collapsed["recon_recall"] < 0.1 and collapsed["recon_fd"] > faithful["recon_fd"]
 
 
 def test_gaussian_baseline_matches_the_pixel_statistics():

@@ -11,7 +11,7 @@ COLUMNS = [("row", "row", "{}"), ("config", "configuration", "{}"), ("sampling",
            ("nn_distance", "NN dist to train", "{:.2f}"), ("class_accuracy", "class acc", "{:.1%}"),
            ("label_f1", "object F1", "{:.3f}"), ("exact_set_accuracy", "exact set", "{:.1%}"),
            ("mse", "recon MSE ↓", "{:.5f}"), ("psnr", "PSNR dB ↑", "{:.2f}"), ("ssim", "SSIM ↑", "{:.3f}"),
-           ("recon_fd", "recon FD ↓", "{:.2f}"),
+           ("recon_fd", "recon FD ↓", "{:.2f}"), ("recon_recall", "recon recall ↑", "{:.3f}"),
            ("compression", "compression", "{:.0f}x"), ("per_64", "s / 64 samples", "{:.1f}"),
            ("status", "status", "{}")]
 
