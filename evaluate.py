@@ -49,6 +49,12 @@ def gaussian_baseline(train_images, n, generator):
     return (mean + weights @ (flat - mean)).float().clamp(0, 1).view(n, *train_images.shape[1:])
 
 
+def precision_recall(feats, reference):
+    """k=3 precision and recall against the reference features; None for fewer than 4 images (only tiny test
+    sets have fewer), where k=3 neighbourhoods do not exist."""
+    return metrics.precision_recall(reference, feats, k=3) if len(feats) > 3 else None
+
+
 def sample_quality(images, stick, labels=None):
     """FD, KID, precision/recall against the yardstick's reference features; memorisation; class accuracy if
     labelled."""
@@ -57,8 +63,9 @@ def sample_quality(images, stick, labels=None):
     kid, kid_std = metrics.kernel_inception_distance(feats, reference, subsets=50)
     row = dict(n=len(images), fd=metrics.frechet_distance(feats, reference), kid=kid, kid_std=kid_std,
                nn_distance=metrics.nearest_neighbour_distance(images, stick.train))
-    if len(feats) > 3:  # k=3 neighbourhoods need at least 4 points (only tiny test sets have fewer)
-        row["precision"], row["recall"] = metrics.precision_recall(reference, feats, k=3)
+    coverage = precision_recall(feats, reference)
+    if coverage:
+        row["precision"], row["recall"] = coverage
     if labels is None:
         return row
     with torch.no_grad():  # the classifier's head on the features already computed: no second pass
@@ -82,8 +89,9 @@ def reconstruction_quality(kind, model, valid_images, stick, n, seed):
                ssim=metrics.ssim(recon, valid_images).mean().item(),
                recon_fd=metrics.frechet_distance(feats, stick.reference),
                compression=metrics.compression_ratio(valid_images.shape[1:], model.encoding_dim))
-    if len(feats) > 3:  # k=3 neighbourhoods, as in sample_quality
-        row["recon_recall"] = metrics.precision_recall(stick.reference, feats, k=3)[1]
+    coverage = precision_recall(feats, stick.reference)
+    if coverage:
+        row["recon_recall"] = coverage[1]
     return row
 
 

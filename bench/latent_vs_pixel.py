@@ -75,15 +75,15 @@ def folder_name(arm):
 
 def train_arms(data_dir, minutes, workdir, seed, pixel_settings, ae_flags="", latent_flags=""):
     """{arm: (folder, minutes of training in all)}; each pixel arm gets the latent arm's total."""
-    name = " ".join(["latent", ae_flags, latent_flags]).strip()
-    latent = workdir / folder_name(name)
+    latent_arm = " ".join(["latent", ae_flags, latent_flags]).strip()
+    latent = workdir / folder_name(latent_arm)
     ae = timed("autoencoder", latent, "models/Best_LatentAE.pth", "train_script.py", "--model", "LatentAE",
                "--data", data_dir, "--seed", seed, *ae_flags.split())
     diffusion_minutes = timed("diffusion", latent, "models/Best_diffusion.pth", "diffusion.py", "--latent",
                               "models/Best_LatentAE.pth", "--data", data_dir, "--seed", seed, "--minutes", minutes,
                               "--preview-every", 0, *latent_flags.split())
     total = ae + diffusion_minutes
-    arms = {name: (latent, total)}
+    arms = {latent_arm: (latent, total)}
     for setting in pixel_settings:
         name = "pixel " + setting
         folder = workdir / folder_name(name)
