@@ -3,7 +3,7 @@
 3xHxW -> (pixel unshuffle) 12xH/2 -> 32xH/2 -> 64xH/4 (+ residual block) -> encoding_dim x H/4 x W/4 (mean, log-var)
       -> 64xH/4 (+ two residual blocks) -> 32xH/2 -> 12xH/2 -> (pixel shuffle) 3xHxW
 
-At 64 px the code is a 16x16 grid of 4 channels (12x fewer numbers than the image) on which diffusion.py --latent
+At 64 px the code is a 16x16 grid of 8 channels (6x fewer numbers than the image) on which diffusion.py --latent
 trains. The full-resolution layers are a pixel (un)shuffle: a convolution at 64x64 would cost more than all the
 others together on a CPU. Codes keep their spatial layout, so the diffusion U-Net sees them as a small image.
 """
@@ -23,7 +23,7 @@ class ResidualBlock(nn.Module):
 
 
 class LatentAutoencoder(nn.Module):
-    def __init__(self, image_size=64, channels=3, encoding_dim=4, widths=(32, 64)):
+    def __init__(self, image_size=64, channels=3, encoding_dim=8, widths=(32, 64)):
         super().__init__()
         if image_size % 4:
             raise ValueError(f"image size must be a multiple of 4 (two 2x steps down), got {image_size}")

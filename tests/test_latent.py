@@ -64,7 +64,7 @@ def test_latent_space_scales_codes_to_unit_variance():
     images = torch.rand(300, 3, 32, 32)
     space = LatentSpace(model, code_scale(model, images))
     codes = space.encode(images)
-    assert codes.shape == (300, 4, 8, 8) and codes.std().item() == pytest.approx(1.0, rel=1e-3)
+    assert codes.shape == (300, 8, 8, 8) and codes.std().item() == pytest.approx(1.0, rel=1e-3)
     decoded = space.decode(codes)
     assert torch.allclose(decoded, model.decode(model.encode(images)).clamp(0, 1), atol=1e-5)
     assert not any(p.requires_grad for p in model.parameters())     # frozen: diffusion never trains it
@@ -76,7 +76,7 @@ def test_latent_pipeline_through_every_command(tiny_flowers64, workdir, quick_ev
     data = ["--data", str(tiny_flowers64)]
     train_script.main(["--model", "LatentAE", "--epochs", "1", *data, *FAST])
     ckpt = torch.load("models/Best_LatentAE.pth", weights_only=True)
-    assert ckpt["config"]["image_size"] == 64 and ckpt["config"]["encoding_dim"] == 4   # the bonus's defaults
+    assert ckpt["config"]["image_size"] == 64 and ckpt["config"]["encoding_dim"] == 8   # the bonus's defaults
     visualization.main(["--model", "LatentAE", *FAST])
     assert (workdir / "vis/valid_LatentAE.png").exists()
 
@@ -84,10 +84,10 @@ def test_latent_pipeline_through_every_command(tiny_flowers64, workdir, quick_ev
              "--film-steps", "3", "--preview-every", "0", *data, *FAST]
     diffusion.main(flags)
     config = torch.load("models/Best_diffusion.pth", weights_only=True)["config"]
-    assert config["latent_code"]["shape"] == [4, 16, 16] and config["image_size"] == 64 and config["patch"] == 1
+    assert config["latent_code"]["shape"] == [8, 16, 16] and config["image_size"] == 64 and config["patch"] == 1
     assert (workdir / "vis/denoise_process_diffusion.png").exists()
     log = capsys.readouterr().out
-    assert "4x16x16 codes of models/Best_LatentAE.pth" in log
+    assert "8x16x16 codes of models/Best_LatentAE.pth" in log
 
     random_generation.main(["--model", "diffusion", "--n", "6", "--steps", "2", "--out-dir", "s", *FAST])
     written = sorted(str(f.relative_to(workdir / "s")) for f in (workdir / "s").rglob("*.png"))

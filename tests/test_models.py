@@ -86,7 +86,7 @@ def test_the_training_log_describes_each_model_by_its_own_settings():
     assert "decoder kernel 2" in lines["AE"][0] and "decoder kernel 4" in lines["VAE"][0]
     assert "kernel" not in lines["MLPAE"][0] + lines["LatentAE"][0]    # no transposed convolutions of that kind
     assert lines["VAE"][1].startswith("vae loss   sigma reconstruction") and "2 stage(s)" in lines["VAE"][1]
-    assert lines["LatentAE"][1].endswith("code 4 x 6 x 6")
+    assert lines["LatentAE"][1].endswith("code 8 x 6 x 6")
 
 
 def test_image_size_must_be_multiple_of_4():
