@@ -75,7 +75,7 @@ def folder_name(arm):
 
 def train_arms(data_dir, minutes, workdir, seed, pixel_settings, ae_flags="", latent_flags=""):
     """{arm: (folder, minutes of training in all)}; each pixel arm gets the latent arm's total."""
-    latent_arm = " ".join(["latent", ae_flags, latent_flags]).strip()
+    latent_arm = " ".join(part for part in ["latent", ae_flags, latent_flags] if part)
     latent = workdir / folder_name(latent_arm)
     ae = timed("autoencoder", latent, "models/Best_LatentAE.pth", "train_script.py", "--model", "LatentAE",
                "--data", data_dir, "--seed", seed, *ae_flags.split())
@@ -125,7 +125,8 @@ def main(argv=None):
     p.add_argument("--ae-flags", default="", metavar="FLAGS",
                    help="train_script.py flags of the latent arm's autoencoder, one quoted string (e.g. '--epochs 20')")
     p.add_argument("--latent-flags", default="", metavar="FLAGS",
-                   help="diffusion.py flags of the latent arm's diffusion model, one quoted string (e.g. '--base 48')")
+                   help="diffusion.py flags of the latent arm's diffusion model, one quoted string (e.g. '--base 48'; "
+                        "a lone flag after '=': --latent-flags=--augment)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample-seeds", type=int, nargs="+", default=None, metavar="SEED",
                    help="seeds of each model's 1,000 samples (default: --seed); several show the scores' spread")

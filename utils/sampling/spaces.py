@@ -35,7 +35,8 @@ class LatentSpace:
                  # variety with them (recall 0.05 clipped, against 0.8 for the decoded real codes)
     # Guided strongly, but only at noise-to-signal ratios up to 2.33 (t <= 0.7 on the straight path): on the 16
     # flowers at 64 px, 1,000 samples scored FD 2.08 / recall 0.541 / class acc 83.3 % this way, against 2.20 /
-    # 0.479 / 87.7 % for guidance 2 and 2.89 / 0.477 / 76.0 % for 1.5 at every step (2026-11-28, README).
+    # 0.479 / 87.7 % for guidance 2 and 2.89 / 0.477 / 76.0 % for 1.5 at every step (2026-11-28, README); on the
+    # 8-channel codes 1.33 / 0.675 against 1.78 / 0.672 for 2.5 and 1.70 / 0.676 for 4 up to noise 1 (2026-11-29).
     guidance, guidance_max_noise = 3.0, 7 / 3
 
     def __init__(self, autoencoder, scale):
