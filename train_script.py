@@ -23,7 +23,8 @@ def get_args(argv=None, default_model=None):
     p.add_argument("--patience", type=int, default=10, help="early stopping: epochs without improvement (0: off)")
     p.add_argument("--min-delta", type=float, default=0.0, help="early stopping: smallest improvement that counts")
     p.add_argument("--encoding-dim", type=int, default=None,
-                   help="size of the latent code (default 64; LatentAE: channels of its grid, default 8)")
+                   help=f"size of the latent code (default {training_defaults('AE')['encoding_dim']}; LatentAE: "
+                        f"channels of its grid, default {training_defaults('LatentAE')['encoding_dim']})")
     p.add_argument("--upsample-kernel", type=int, choices=[2, 4], default=None,
                    help="AE and VAE: kernel of the decoder's stride-2 transposed convolutions (2, the AE's default: "
                         "each code position decodes into its own 4x4 block, which shows as a grid; 4, the VAE's: they "
