@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from utils import cli
+from utils.data.augment import described
 from utils.errors import UserError
 from utils.figures import image_rows
 from utils.generators import SamplingOptions
@@ -417,6 +418,8 @@ def get_args(argv=None):
     args = run.parse(p, argv)
     args.image_size = args.image_size or (64 if args.latent else 24)
     args.patch = args.patch or (1 if args.latent else 2)
+    # Flips on codes: 15 minutes are ~250 epochs of the 3 lab classes, which a latent model overfits (README, bonus).
+    args.augment = args.augment or ("flip" if args.latent else "none")
     if args.patch < 1 or (not args.latent and args.image_size % (4 * args.patch)):
         cli.fail(f"--image-size must be a multiple of 4 x --patch ({4 * max(args.patch, 1)}), got {args.image_size}")
     if args.base < 8 or args.base % 8:
@@ -480,7 +483,7 @@ def train(args):
                    config.get("lr_decay", "none") != "none" else "")
                 + f", {distributed.batch_description(config['batch_size'])}, "
                 + (f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs") + f", seed {config['seed']}"
-                + (", augmented (flips, crops)" if config["augment"] else "")], data, args, device, state)
+                + described(config["augment"])], data, args, device, state)
     history = run.train(model, loss_fn, data, recipe, args, config, state, device, "loss (weighted squared error)",
                         "diffusion: training loss (validation: " + ("EMA weights, " if ema else "") + "fixed noise)",
                         on_epoch_end=preview)

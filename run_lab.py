@@ -38,7 +38,7 @@ TRAINING = [
     ("log/train_VAE.out", train_script, ["--model", "VAE"]),
     ("log/train_diffusion.out", diffusion, []),
 ]
-BONUS_MINUTES = 40   # of latent diffusion: with the autoencoder's 10 epochs, under the bonus's hour
+BONUS_MINUTES = 40   # of latent diffusion: after the autoencoder's 140,000 images, under the bonus's hour
 BONUS = [   # the bonus: latent diffusion at 64 px, its first stage first
     ("log/train_LatentAE.out", train_script, ["--model", "LatentAE"]),
     ("log/train_diffusion.out", diffusion, ["--latent", "models/Best_LatentAE.pth"]),

@@ -1,5 +1,8 @@
 """Train an autoencoder (Parts 1-3) and keep the best model: python train_script.py --model AE"""
+import math
+
 from utils import cli
+from utils.data.augment import described
 from utils.models import (MODEL_CLASSES, SIZE_MULTIPLE, TRAINING_DEFAULTS, after_training, build_model,
                           describe, loss_fn_for, loss_unit, training_defaults)
 from utils.training import distributed, run
@@ -8,7 +11,8 @@ from utils.training.train import EarlyStopping, Recipe, make_optimizer, make_sch
 
 def get_args(argv=None, default_model=None):
     p = cli.parser(__doc__, epilog="defaults per model and optimizer: " + "; ".join(
-        f"{m} {o}: lr {d['lr']:g}, batch {d['batch_size']}, {d['epochs']} epochs"
+        f"{m} {o}: lr {d['lr']:g}, batch {d['batch_size']}, "
+        + (f"{d['epochs']} epochs" if "epochs" in d else f"epochs enough for {d['images']:,} training images")
         + (f", decoder kernel {d['upsample_kernel']}" if "upsample_kernel" in d else "")
         for m, per in TRAINING_DEFAULTS.items() for o, d in per.items()))
     p.add_argument("--model", default=default_model, required=default_model is None,
@@ -49,9 +53,11 @@ def get_args(argv=None, default_model=None):
     for key in ("optimizer", "lr", "epochs", "batch_size", "upsample_kernel", "encoding_dim", "image_size"):
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
+    args.augment = args.augment or "none"
+    args.images = defaults["images"]   # with no --epochs and no default epochs: see settings()
     for flag in ("epochs", "batch_size", "encoding_dim"):
-        if getattr(args, flag) < 1:
-            cli.fail(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+        if (value := getattr(args, flag)) is not None and value < 1:
+            cli.fail(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
     multiple = SIZE_MULTIPLE.get(args.model, 4)
     if args.image_size % multiple:
         cli.fail(f"--image-size must be a multiple of {multiple} for {args.model}, got {args.image_size}")
@@ -59,10 +65,12 @@ def get_args(argv=None, default_model=None):
 
 
 def settings(args):
-    """What a new run of this model saves besides its data: the model's size and the whole recipe."""
-    keys = ("encoding_dim", "upsample_kernel", "optimizer", "lr", "batch_size", "epochs", "recon", "stages", "beta",
+    """What a new run of this model saves besides its data: the model's size and the whole recipe (its epochs
+    counted from the training set's size where the model's default is a number of images)."""
+    keys = ("encoding_dim", "upsample_kernel", "optimizer", "lr", "batch_size", "recon", "stages", "beta",
             "kl_warmup", "gradient_weight", "scheduler", "patience", "min_delta")
-    return lambda data: {key: getattr(args, key) for key in keys}
+    return lambda data: dict({key: getattr(args, key) for key in keys},
+                             epochs=args.epochs or math.ceil(args.images / len(data.train_idx)))
 
 
 def train(args, until=None):
@@ -70,7 +78,7 @@ def train(args, until=None):
     config, state, data, device = run.start(args, args.model, settings(args))
     model = build_model(config).to(device)
     optimizer = make_optimizer(config["optimizer"], model.parameters(), config["lr"])
-    epochs = config["epochs"] = args.epochs if "epochs" in args.typed or not state else config["epochs"]
+    epochs = config["epochs"] = args.epochs if "epochs" in args.typed else config["epochs"]
     recipe = Recipe(optimizer, epochs, config["batch_size"], make_scheduler(config["scheduler"], optimizer, epochs),
                     EarlyStopping(config["patience"], config["min_delta"]), augment=config["augment"],
                     precision=args.precision, compile=args.compile, seed=config["seed"])
@@ -79,7 +87,7 @@ def train(args, until=None):
              f"training   {config['optimizer']} lr {config['lr']:g}, "
              f"{distributed.batch_description(config['batch_size'])}, up to {epochs} epochs, scheduler "
              f"{config['scheduler']}, patience {config['patience']}, seed {config['seed']}"
-             + (", augmented (flips, crops)" if config["augment"] else ""), *own_lines]
+             + described(config["augment"]), *own_lines]
     run.header(lines, data, args, device, state)
     unit = loss_unit(config)
     print(f"loss       {unit}", flush=True)

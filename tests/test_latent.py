@@ -1,6 +1,7 @@
 """The bonus's latent diffusion: the first-stage autoencoder, the latent space, and the whole pipeline at 64 px."""
 import json
 import shutil
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ import visualization
 from LatentAutoencoder import LatentAutoencoder, latent_loss_function
 from utils.errors import UserError
 from utils.generators import SamplingOptions
+from utils.models import training_defaults
 from utils.evaluation.metrics import compression_ratio
 from utils.sampling.spaces import LatentSpace, PixelSpace, code_scale
 
@@ -85,6 +87,7 @@ def test_latent_pipeline_through_every_command(tiny_flowers64, workdir, quick_ev
     diffusion.main(flags)
     config = torch.load("models/Best_diffusion.pth", weights_only=True)["config"]
     assert config["latent_code"]["shape"] == [8, 16, 16] and config["image_size"] == 64 and config["patch"] == 1
+    assert config["augment"] == "flip"   # the latent model's default
     assert (workdir / "vis/denoise_process_diffusion.png").exists()
     log = capsys.readouterr().out
     assert "8x16x16 codes of models/Best_LatentAE.pth" in log
@@ -104,6 +107,23 @@ def test_latent_pipeline_through_every_command(tiny_flowers64, workdir, quick_ev
     rows = {row["row"]: row for row in json.loads((workdir / "vis/report.json").read_text())["rows"]}
     assert rows["diffusion"]["n"] == 10 and rows["LatentAE"]["psnr"] > 0          # both scored at 64 px
     assert "not trained" in rows["AE"]["status"]
+
+
+def test_the_first_stage_trains_for_a_number_of_images_and_latent_diffusion_augments_by_default():
+    """A small set is not under-trained: LatentAE's default length is 140,000 training images, so 10 epochs of the
+    16 flowers' 14,166 training photos and 61 of the lab's 2,329 (by hand); --epochs and the handout models' own
+    epoch counts still rule. Latent diffusion flips its training images by default, pixel diffusion does not."""
+    def epochs(flags, n_train):
+        return train_script.settings(train_script.get_args(flags))(SimpleNamespace(train_idx=range(n_train)))["epochs"]
+    assert epochs(["--model", "LatentAE"], 14166) == 10 and epochs(["--model", "LatentAE"], 2329) == 61
+    assert epochs(["--model", "LatentAE", "--epochs", "3"], 2329) == 3
+    assert epochs(["--model", "AE"], 2329) == epochs(["--model", "AE"], 14166) == training_defaults("AE")["epochs"]
+    with pytest.raises(UserError, match="--epochs must be at least 1, got 0"):
+        train_script.get_args(["--model", "LatentAE", "--epochs", "0"])
+    augment = {flags: module.get_args(list(flags)).augment for module, flags in [
+        (diffusion, ("--latent", "m.pth")), (diffusion, ()), (diffusion, ("--latent", "m.pth", "--augment", "none")),
+        (diffusion, ("--augment",)), (train_script, ("--model", "LatentAE"))]}
+    assert list(augment.values()) == ["flip", "none", "none", "crop", "none"]
 
 
 def test_latent_model_needs_its_own_autoencoder(tiny_flowers64, workdir):

@@ -9,6 +9,7 @@ import diffusion
 import train_script
 from utils.evaluation import evaluator
 from utils.data.augment import augment
+from utils.training.train import training_batches
 
 
 def test_augment_keeps_shape_and_range_and_follows_the_generator():
@@ -26,10 +27,10 @@ def test_one_augment_for_training_the_evaluator_and_the_preview():
 def test_augment_run(tiny_flowers, workdir, capsys):
     train_script.main(["--model", "AE", "--data", str(tiny_flowers), "--epochs", "1", "--threads", "1", "--augment"])
     assert "augmented (flips, crops)" in capsys.readouterr().out
-    assert torch.load("models/Best_AE.pth", weights_only=True)["config"]["augment"] is True
+    assert torch.load("models/Best_AE.pth", weights_only=True)["config"]["augment"] == "crop"
     diffusion.main(["--data", str(tiny_flowers), "--minutes", "0", "--epochs", "1", "--steps", "2", "--film-steps",
                     "2", "--base", "8", "--threads", "1", "--batch-size", "16", "--preview-every", "0", "--augment"])
-    assert torch.load("models/Best_diffusion.pth", weights_only=True)["config"]["augment"] is True
+    assert torch.load("models/Best_diffusion.pth", weights_only=True)["config"]["augment"] == "crop"
 
 
 def test_bf16_on_the_cpu(tiny_flowers, workdir, capsys):
@@ -46,3 +47,18 @@ def test_compile(tiny_flowers, workdir, capsys):
                        "--compile"])
     assert "torch.compile" in capsys.readouterr().out
     assert not any(k.startswith("_orig_mod.") for k in torch.load("models/Best_MLPAE.pth", weights_only=True)["model"])
+
+
+def test_augment_flip_only_mirrors_and_crop_resamples():
+    """--augment flip keeps every pixel (each image as it is or mirrored); crop resamples each one."""
+    images = (torch.rand(16, 3, 12, 12) * 255).to(torch.uint8)
+    labels = torch.zeros(16, dtype=torch.long)
+
+    def first_batch(mode):
+        return next(training_batches(images, labels, 16, "cpu", torch.Generator().manual_seed(0), mode))[0]
+
+    plain, flipped, cropped = first_batch("none"), first_batch("flip"), first_batch("crop")
+    mirrored = torch.tensor([torch.equal(f, p.flip(-1)) for f, p in zip(flipped, plain)])
+    kept = torch.tensor([torch.equal(f, p) for f, p in zip(flipped, plain)])
+    assert (mirrored | kept).all() and mirrored.any() and kept.any()
+    assert not any(torch.equal(c, p) or torch.equal(c, p.flip(-1)) for c, p in zip(cropped, plain))

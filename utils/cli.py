@@ -53,8 +53,10 @@ def add_label_flags(p):
 
 def add_training_flags(p):
     """--augment, --precision and --compile: the flags every trainer shares."""
-    p.add_argument("--augment", action="store_true",
-                   help="flip and randomly crop the training batches (validation stays as it is)")
+    p.add_argument("--augment", nargs="?", const="crop", choices=["none", "flip", "crop"], default=None,
+                   help="augment the training batches (validation stays as it is): flip mirrors half of them, crop "
+                        "(a bare --augment) also crops them at random; default: flip for a latent diffusion model "
+                        "(it sees a small set hundreds of times), none for the others")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="bf16: train under bfloat16 autocast; auto is bf16 on CUDA and fp32 on CPU and MPS "
                         "(bf16 runs on a CPU, but slowly on most)")

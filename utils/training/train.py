@@ -101,25 +101,28 @@ def batches(images, labels, batch_size, device, generator=None):
         yield images[idx].to(device, non_blocking=True).float().div_(255), labels[idx].to(device)
 
 
-def training_batches(images, labels, batch_size, device, generator, augment=False):
-    """Shuffled training batches (x, y, size of the global batch); with `augment`, flipped and cropped.
+def training_batches(images, labels, batch_size, device, generator, augment="none"):
+    """Shuffled training batches (x, y, size of the global batch); `augment` "flip": flipped, "crop": flipped and
+    cropped (True: a checkpoint's "crop" from before "flip" existed), "none" or False: as they are.
 
     Under torchrun batch_size is per process: every process draws the same order from the same seeded
     generator, cuts the same global batches of world_size * batch_size images and keeps its own share, so
     one step sees exactly the batch one process with the global batch size would see.
     """
     order = torch.randperm(len(images), generator=generator)
+    crop = augment in ("crop", True)
     global_batch = batch_size * distributed.world_size()
     for start in range(0, len(images), global_batch):
         idx = order[start:start + global_batch]
         # Drawn for the whole global batch, so that every process's generator stays in step.
-        transforms = random_transforms(len(idx), generator) if augment else None
+        transforms = random_transforms(len(idx), generator, crop) if augment not in ("none", False) else None
         if len(idx) < distributed.world_size():
             continue  # a last batch too small to give every process an image is left out
         mine = distributed.shard(len(idx))
         x = images[idx[mine]].to(device, non_blocking=True).float().div_(255)
         if transforms is not None:
-            x = apply_transforms(x, *(t[mine] for t in transforms))
+            flip, theta = transforms
+            x = apply_transforms(x, flip[mine], theta if theta is None else theta[mine])
         yield x, labels[idx[mine]].to(device), len(idx)
 
 
@@ -291,9 +294,9 @@ def budget_progress(history, epochs, minutes, started, steps):
 @dataclass
 class Recipe:
     """How to train: the optimizer and what steps with it. `minutes` is a wall-clock budget (no epoch starts that
-    would overrun it, counted across --resume); `augment` flips and crops the training batches, `precision` "bf16"
-    trains under bf16 autocast, `compile` runs the step through torch.compile. With `ema`, validation and the best
-    checkpoint use the averaged weights."""
+    would overrun it, counted across --resume); `augment` ("flip", "crop") flips (and crops) the training batches,
+    `precision` "bf16" trains under bf16 autocast, `compile` runs the step through torch.compile. With `ema`,
+    validation and the best checkpoint use the averaged weights."""
     optimizer: torch.optim.Optimizer
     epochs: int
     batch_size: int
@@ -301,7 +304,7 @@ class Recipe:
     early_stopping: EarlyStopping = None
     ema: EMA = None
     minutes: float = None
-    augment: bool = False
+    augment: str = "none"
     precision: str = "fp32"
     compile: bool = False
     seed: int = 0
