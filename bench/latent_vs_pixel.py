@@ -74,7 +74,7 @@ def folder_name(arm):
 
 
 def train_arms(data_dir, minutes, workdir, seed, pixel_settings, ae_flags="", latent_flags=""):
-    """{arm: (folder, minutes of training in all)}; each pixel arm gets the latent arm's total."""
+    """{arm: (folder, minutes of training in all)}; each pixel arm gets the latent arm's total (when it is trained)."""
     latent_arm = " ".join(part for part in ["latent", ae_flags, latent_flags] if part)
     latent = workdir / folder_name(latent_arm)
     ae = timed("autoencoder", latent, "models/Best_LatentAE.pth", "train_script.py", "--model", "LatentAE",
@@ -87,9 +87,10 @@ def train_arms(data_dir, minutes, workdir, seed, pixel_settings, ae_flags="", la
     for setting in pixel_settings:
         name = "pixel " + setting
         folder = workdir / folder_name(name)
-        timed("diffusion", folder, "models/Best_diffusion.pth", "diffusion.py", "--image-size", "64", *setting.split(),
-              "--data", data_dir, "--seed", seed, "--minutes", f"{total:.2f}", "--preview-every", 0)
-        arms[name] = (folder, total)
+        # Its own minutes: a pixel arm trained before is reused, whatever the latent arm's total is now.
+        arms[name] = (folder, timed("diffusion", folder, "models/Best_diffusion.pth", "diffusion.py", "--image-size",
+                                    "64", *setting.split(), "--data", data_dir, "--seed", seed, "--minutes",
+                                    f"{total:.2f}", "--preview-every", 0))
     return arms
 
 
