@@ -54,7 +54,6 @@ def get_args(argv=None, default_model=None):
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
     args.augment = args.augment or "none"
-    args.images = defaults["images"]   # with no --epochs and no default epochs: see settings()
     for flag in ("epochs", "batch_size", "encoding_dim"):
         if (value := getattr(args, flag)) is not None and value < 1:
             cli.fail(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
@@ -70,7 +69,8 @@ def settings(args):
     keys = ("encoding_dim", "upsample_kernel", "optimizer", "lr", "batch_size", "recon", "stages", "beta",
             "kl_warmup", "gradient_weight", "scheduler", "patience", "min_delta")
     return lambda data: dict({key: getattr(args, key) for key in keys},
-                             epochs=args.epochs or math.ceil(args.images / len(data.train_idx)))
+                             epochs=args.epochs or math.ceil(training_defaults(args.model, args.optimizer)["images"]
+                                                             / len(data.train_idx)))
 
 
 def train(args, until=None):

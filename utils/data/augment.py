@@ -10,12 +10,18 @@ import torch
 import torch.nn.functional as F
 
 
-DESCRIPTIONS = {"flip": "flips", "crop": "flips, crops", True: "flips, crops"}   # True: saved before "flip" existed
+WORDS = {"none": "", "flip": "flips", "crop": "flips, crops"}   # --augment's settings, as the training log says them
 
 
-def described(mode):
+def augment_mode(setting):
+    """An --augment setting; True / False: a checkpoint's, saved before "flip" existed."""
+    return {True: "crop", False: "none"}.get(setting, setting)
+
+
+def described(setting):
     """The training log's words for an --augment setting."""
-    return f", augmented ({DESCRIPTIONS[mode]})" if mode in DESCRIPTIONS else ""
+    words = WORDS[augment_mode(setting)]
+    return f", augmented ({words})" if words else ""
 
 
 def random_transforms(n, generator, crop=True):

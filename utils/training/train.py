@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from utils.data.augment import apply_transforms, random_transforms
+from utils.data.augment import apply_transforms, augment_mode, random_transforms
 from utils.training import distributed
 from utils.training.checkpoint import save_checkpoint
 
@@ -103,19 +103,19 @@ def batches(images, labels, batch_size, device, generator=None):
 
 def training_batches(images, labels, batch_size, device, generator, augment="none"):
     """Shuffled training batches (x, y, size of the global batch); `augment` "flip": flipped, "crop": flipped and
-    cropped (True: a checkpoint's "crop" from before "flip" existed), "none" or False: as they are.
+    cropped, "none": as they are (see augment_mode).
 
     Under torchrun batch_size is per process: every process draws the same order from the same seeded
     generator, cuts the same global batches of world_size * batch_size images and keeps its own share, so
     one step sees exactly the batch one process with the global batch size would see.
     """
     order = torch.randperm(len(images), generator=generator)
-    crop = augment in ("crop", True)
+    augment = augment_mode(augment)
     global_batch = batch_size * distributed.world_size()
     for start in range(0, len(images), global_batch):
         idx = order[start:start + global_batch]
         # Drawn for the whole global batch, so that every process's generator stays in step.
-        transforms = random_transforms(len(idx), generator, crop) if augment not in ("none", False) else None
+        transforms = random_transforms(len(idx), generator, augment == "crop") if augment != "none" else None
         if len(idx) < distributed.world_size():
             continue  # a last batch too small to give every process an image is left out
         mine = distributed.shard(len(idx))
