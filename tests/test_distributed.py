@@ -41,7 +41,8 @@ def test_shares_of_a_global_batch_are_the_single_process_batch(monkeypatch, augm
 
 
 def test_two_processes_match_one_process_with_twice_the_batch(tiny_flowers, workdir, tmp_path_factory):
-    flags = ["--model", "AE", "--data", str(tiny_flowers), "--epochs", "2", "--seed", "3"]
+    # fp32: in bf16 each process's half batch is rounded apart from the whole one, so the match is only loose there.
+    flags = ["--model", "AE", "--data", str(tiny_flowers), "--epochs", "2", "--seed", "3", "--precision", "fp32"]
     result = torchrun("train_script.py", *flags, "--batch-size", "4", cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("model      AE") == 1                           # rank 1 prints nothing

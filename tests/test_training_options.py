@@ -7,6 +7,7 @@ import torch
 import data_analysis
 import diffusion
 import train_script
+from utils import cli
 from utils.evaluation import evaluator
 from utils.data.augment import augment
 from utils.training.train import training_batches
@@ -62,3 +63,15 @@ def test_augment_flip_only_mirrors_and_crop_resamples():
     kept = torch.tensor([torch.equal(f, p) for f, p in zip(flipped, plain)])
     assert (mirrored | kept).all() and mirrored.any() and kept.any()
     assert not any(torch.equal(c, p) or torch.equal(c, p.flip(-1)) for c, p in zip(cropped, plain))
+
+
+def test_auto_precision_is_bf16_only_where_the_hardware_multiplies_bf16(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert cli.precision_for("auto", cpu) == "fp32"            # emulated bf16 is slower than fp32
+    assert cli.precision_for("bf16", cpu) == "bf16"            # a choice stays a choice
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert cli.precision_for("auto", cpu) == "bf16" and cli.precision_for("fp32", cpu) == "fp32"
+    assert cli.precision_for("auto", torch.device("mps")) == "fp32"
+    assert cli.precision_for("auto", torch.device("cuda")) == "bf16"

@@ -58,8 +58,8 @@ def add_training_flags(p):
                         "(a bare --augment) also crops them at random; default: flip for a latent diffusion model "
                         "(it sees a small set hundreds of times), none for the others")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="bf16: train under bfloat16 autocast; auto is bf16 on CUDA and fp32 on CPU and MPS "
-                        "(bf16 runs on a CPU, but slowly on most)")
+                   help="bf16: train under bfloat16 autocast; auto is bf16 on CUDA and on a CPU that multiplies "
+                        "bfloat16 in hardware (AMX or AVX512-BF16), fp32 elsewhere (there bf16 is emulated, slowly)")
     p.add_argument("--compile", action="store_true",
                    help="run the training step through torch.compile (off by default everywhere: compiling "
                         "takes a minute and, on the CPU, a C compiler)")
@@ -80,11 +80,18 @@ def add_sampling_flags(p, what):
     p.add_argument("--steps", type=int, default=defaults.steps, help="steps of the deterministic samplers (and of ddpm for flow)")
 
 
+def native_bf16_cpu():
+    """Whether this CPU multiplies bfloat16 in hardware (Intel AMX, or AVX512-BF16 as on AMD Zen 4)."""
+    return any(getattr(torch.cpu, check, lambda: False)()
+               for check in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+
+
 def precision_for(flag, device):
-    """--precision auto -> bf16 on CUDA, fp32 elsewhere."""
+    """--precision auto -> bf16 where the hardware does bfloat16 natively (CUDA; an AMX or AVX512-BF16 CPU, where
+    it measured 1.2x the diffusion model's images/s and 1.4x the VAE's at equal quality: README, Part 4), else fp32."""
     if flag != "auto":
         return flag
-    return "bf16" if device.type == "cuda" else "fp32"
+    return "bf16" if device.type == "cuda" or (device.type == "cpu" and native_bf16_cpu()) else "fp32"
 
 
 def speed_description(args):
