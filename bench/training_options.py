@@ -47,7 +47,8 @@ def main():
     args = p.parse_args()
     out = Path(args.out).resolve()
     utils.data.images.CACHE_DIR = Path.cwd() / utils.data.images.CACHE_DIR  # keep the decoded-image cache while in a temp folder
-    base = ["--model", "AE", "--data", str(Path(args.data).resolve()), "--seed", str(args.seed), "--patience", "0"]
+    base = ["--model", "AE", "--data", str(Path(args.data).resolve()), "--seed", str(args.seed), "--patience", "0",
+            "--precision", "fp32"]   # the rows named fp32 are fp32 even where auto is bf16 (a CPU with AMX)
     half = args.epochs // 2
     runs = {}
     with tempfile.TemporaryDirectory() as workdir:

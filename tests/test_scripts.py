@@ -18,6 +18,7 @@ import visualization
 from conftest import ROOT, run_script
 from utils import cli
 from utils.errors import UserError
+from utils.lab_report import differences
 
 
 def train(tiny, *flags):
@@ -144,3 +145,11 @@ def check_report_and_page(workdir):
                               "--dump-dom", (workdir / "vis/index.html").resolve().as_uri()],
                              capture_output=True, text=True, timeout=120).stdout
         assert f'data-images-loaded="{len(images)}/{len(images)}"' in dom and 'id="evaluation"' in dom
+
+
+def test_the_report_claims_only_what_the_run_did():
+    flow = dict(objective="flow", schedule="cosine", precision="bf16", conditional=True)
+    v = dict(flow, objective="v", precision="fp32")
+    assert not any("noise schedule" in line for line in differences(flow))   # a straight path has no schedule
+    assert any("Cosine noise schedule" in line for line in differences(v))
+    assert any("bfloat16" in line for line in differences(flow)) and not any("bfloat16" in line for line in differences(v))

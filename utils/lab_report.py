@@ -11,6 +11,7 @@ from pathlib import Path
 
 from utils.evaluation.table import html_table, markdown_table
 from utils.generators import GENERATORS
+from utils.sampling.objectives import OBJECTIVES
 from utils.training.checkpoint import load_checkpoint
 
 # What this diffusion model does differently from the DDPM paper (Ho et al. 2020), by configuration key.
@@ -33,6 +34,8 @@ INNOVATIONS = [
     ("ema", 0.0, "Sampling from the last weights: with the learning rate decayed to zero they measured better than an "
      "exponential moving average at these budgets."),
     ("ema", 0.999, "Sampling from an exponential moving average of the weights (with a warm-up suited to short runs)."),
+    ("precision", "bf16", "Trained under bfloat16 autocast (the default on a CPU that multiplies bfloat16 in hardware): "
+     "about 16 % more images per second on an AMX CPU, with the same quality per epoch."),
 ]
 ALWAYS = [
     "A compact U-Net with FiLM-style time and class conditioning and self-attention only at the lowest resolution, "
@@ -40,6 +43,14 @@ ALWAYS = [
     "Few-step deterministic samplers (DPM-Solver++(2M), DDIM/Euler, Heun) instead of 1,000 ancestral steps.",
     "A wall-clock training budget (`--minutes`), counted across `--resume`.",
 ]
+
+
+def differences(config):
+    """The INNOVATIONS this configuration has, then ALWAYS. A flow model's saved --schedule is never used (its path
+    is the straight line), so it is not claimed."""
+    straight = OBJECTIVES[config["objective"]].path == "straight"
+    return [text for key, value, text in INNOVATIONS
+            if config.get(key) == value and not (straight and key == "schedule")] + ALWAYS
 
 
 def training_summary(path):
@@ -62,7 +73,7 @@ def diffusion_report(path="diffusion_report.md"):
     kind = GENERATORS["diffusion"]
     run = training_summary(kind.checkpoint)
     config = run["config"]
-    changes = [text for key, value, text in INNOVATIONS if config.get(key) == value] + ALWAYS
+    changes = differences(config)
     lines = ["# Diffusion report", "",
              "Written by `run_lab.py` from this run's checkpoint (`models/Best_diffusion.pth`), its log "
              "(`log/train_diffusion.out`) and its evaluation (`vis/report.json`).", "",
