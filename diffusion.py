@@ -28,6 +28,7 @@ from utils.training.checkpoint import default_checkpoint, load_checkpoint
 from utils.training.train import EMA, EarlyStopping, Recipe, make_optimizer
 
 CHECKPOINT = default_checkpoint("diffusion")
+MINUTES = 2   # the default training budget: where the curve of bench/diffusion_curve.py flattens (README, Part 4)
 
 
 # ---------------------------------------------------------------- the network
@@ -377,7 +378,7 @@ def denoise_figure(model, config, path, seed, device, n=4, columns=10, steps=50)
 
 def get_args(argv=None):
     p = cli.parser(__doc__)
-    p.add_argument("--minutes", type=float, default=2,
+    p.add_argument("--minutes", type=float, default=MINUTES,
                    help="wall-clock training budget, counted across --resume (0: train --epochs)")
     p.add_argument("--epochs", type=int, default=1000, help="upper limit on epochs")
     p.add_argument("--batch-size", type=int, default=64,

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+import diffusion
 import random_generation
 import run_lab
 import train_script
@@ -122,6 +123,16 @@ def test_run_lab_writes_every_submission_file(tiny_flowers, workdir, capsys, mon
         assert (workdir / path).exists(), path
     assert (workdir / "log/train_AE_SGD.out").read_text().count("training   sgd") == 1
     check_report_and_page(workdir)
+
+
+def test_the_lab_keeps_its_minutes_by_shortening_diffusion_on_a_slow_machine():
+    default = diffusion.MINUTES
+    assert run_lab.diffusion_minutes(70, 5) == default      # this machine: Parts 1-3 in 70 s, the full budget
+    slow = run_lab.diffusion_minutes(135, 5)                # 2026-11-29's slower machine: 135 s
+    assert run_lab.MIN_DIFFUSION_MINUTES < slow < default
+    assert 135 * (1 + run_lab.AFTER_SHARE) + slow * 60 == pytest.approx(5 * 60, abs=1)   # the rest kept back
+    assert run_lab.diffusion_minutes(400, 5) == run_lab.MIN_DIFFUSION_MINUTES   # never below the floor
+    assert run_lab.diffusion_minutes(400, 0) == default     # 0: no limit
 
 
 def check_report_and_page(workdir):
