@@ -98,6 +98,8 @@ def main():
                         f"LatentAE, then diffusion.py --latent on its codes for {BONUS_MINUTES:g} minutes), written "
                         "into bonus/ (its own models/, vis/ and log/); for example --data ../shared/flowers16")
     args = p.parse_args()
+    if args.lab_minutes < 0:
+        cli.fail(f"--lab-minutes must be at least 0 (0: no limit), got {args.lab_minutes:g}")
     if args.bonus:
         if args.data and Path(args.data).exists():
             args.data = str(Path(args.data).resolve())   # as given, from inside bonus/
@@ -119,9 +121,9 @@ def main():
     start = time.perf_counter()
     training, kinds = (BONUS, BONUS_KINDS) if args.bonus else (TRAINING, LAB)
     for log, trainer, flags in training:
-        left = diffusion_minutes(time.perf_counter() - start, args.lab_minutes)
-        if trainer is diffusion and budget is None and not args.quick and left != diffusion.MINUTES:
-            flags = flags + ["--minutes", f"{left:g}"]
+        if trainer is diffusion and budget is None and not args.quick:
+            left = diffusion_minutes(time.perf_counter() - start, args.lab_minutes)
+            flags = flags + (["--minutes", f"{left:g}"] if left != diffusion.MINUTES else [])
         print(f"[{time.perf_counter() - start:5.0f}s] {command(trainer, flags)} > {log}", flush=True)
         if "--minutes" in flags:
             print(f"          (what the {args.lab_minutes:g}-minute lab leaves on this machine; --diffusion-minutes "

@@ -135,6 +135,11 @@ def test_the_lab_keeps_its_minutes_by_shortening_diffusion_on_a_slow_machine():
     assert run_lab.diffusion_minutes(400, 0) == default     # 0: no limit
 
 
+def test_a_negative_lab_budget_is_a_one_line_error(workdir):
+    result = run_script("run_lab.py", "--lab-minutes", "-1", cwd=workdir)
+    assert result.returncode == 2 and result.stderr.strip() == "error: --lab-minutes must be at least 0 (0: no limit), got -1"
+
+
 def check_report_and_page(workdir):
     """diffusion_report.md's figures exist and its numbers are the checkpoint's; vis/index.html embeds every image
     as a PNG that decodes and holds the evaluation table; a headless Chromium (when installed) loads them all."""

@@ -3,10 +3,10 @@
 No pretrained Inception weights can be downloaded on the lab machines, so we train one once on the training
 split (12-36 s on two CPU cores at 24 px; 13-35 minutes for the 16-class set at 64 px, by the machine) and reuse
 it (models/Evaluator_<data>_<size>px.pth: one per data set and size, so scoring another set never overwrites
-this one's), retraining when the data changes. For the course's own sets it ships trained (SHIPPED below). A classifier alone learns what tells the classes apart and little
-else: its features scored a blob of the right colour as well as a detailed flower, and a 3-minute diffusion model
-above a 15-minute one. So it
-learns two things at once: the class, and which two augmented views come from the same training image
+this one's), retraining when the data changes; for the course's own sets it ships trained (SHIPPED below).
+A classifier alone learns what tells the classes apart and little else: its features scored a blob of the right
+colour as well as a detailed flower, and a 3-minute diffusion model above a 15-minute one. So it learns two
+things at once: the class, and which two augmented views come from the same training image
 (contrastive instance discrimination, SimCLR: Chen et al. 2020), which takes detail, texture and layout.
 Its features are pooled from every depth, from edges to shapes, so that blur, noise and missing variety all
 move them. bench/evaluator_checks.py checks that it ranks known degradations and longer training right.
