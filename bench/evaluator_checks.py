@@ -2,10 +2,6 @@
 
     python bench/evaluator_checks.py --data ../shared/flowers              # the ladder: a few minutes
     python bench/evaluator_checks.py --data ../shared/flowers --training   # + one diffusion run: ~25 minutes
-    python bench/evaluator_checks.py --data ../shared/flowers --shipped    # the classifier a fresh clone scores with
-
-The classifier is trained anew (the recipe is what is checked), or with --shipped the one in
-utils/evaluation/shipped/ is used (it must match the data's fingerprint: a fresh clone would otherwise retrain).
 
 The ladder: held-out real images, then the same images degraded step by step (blurred, resampled down
 and up, with noise added) and samples of a Gaussian fitted to the training pixels. FD must grow along
@@ -37,7 +33,7 @@ import torch  # noqa: E402
 import evaluate  # noqa: E402
 from utils.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from utils.data.dataset import load_dataset  # noqa: E402
-from utils.evaluation.evaluator import SHIPPED, evaluator_path, fingerprint, stored_evaluator, yardstick  # noqa: E402
+from utils.evaluation.evaluator import yardstick  # noqa: E402
 from utils.evaluation.table import markdown_table  # noqa: E402
 
 SNAPSHOT_MINUTES = (1, 3, 15)
@@ -143,7 +139,6 @@ def main(argv=None):
     p.add_argument("--training", action="store_true", help="also train one diffusion run and rank its snapshots")
     p.add_argument("--workdir", default="runs/evaluator_checks", help="checkpoints, samples and logs of the checks")
     p.add_argument("--fresh", action="store_true", help="train the diffusion run again even if its snapshots exist")
-    p.add_argument("--shipped", action="store_true", help="check the shipped classifier instead of training one")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
@@ -153,14 +148,7 @@ def main(argv=None):
         shutil.rmtree(workdir / "samples", ignore_errors=True)
     data = load_dataset(args.data, args.image_size, quiet=True)
     start = time.perf_counter()
-    if args.shipped:
-        shipped = SHIPPED / Path(evaluator_path(data)).name
-        if stored_evaluator(shipped, fingerprint(data)) is None:
-            print(f"FAILED no classifier shipped for this data: {shipped} is missing or has another fingerprint")
-            return 1
-        stick = yardstick(data, path=shipped)
-    else:
-        stick = yardstick(data, path=workdir / "models" / "Evaluator.pth", retrain=True)
+    stick = yardstick(data, path=workdir / "models" / "Evaluator.pth", retrain=True)
     train_seconds = time.perf_counter() - start   # (and the training images' features, a second)
     rows, _ = evaluate.calibration_rows(data, stick, N_SAMPLES, torch.Generator().manual_seed(args.seed))
     failures = ladder_failures(rows)
@@ -171,8 +159,7 @@ def main(argv=None):
     print(f"# Evaluator checks ({datetime.date.today()}, {platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}): {args.data} at {data.image_size}px, {len(data.train_idx)} train / "
           f"{len(data.valid_idx)} valid images")
-    print(f"feature network: {stick.evaluator.feature_dim}-d features, "
-          + ("shipped" if args.shipped else f"trained in {train_seconds:.0f}s") + ", "
+    print(f"feature network: {stick.evaluator.feature_dim}-d features, trained in {train_seconds:.0f}s, "
           f"validation accuracy {stick.accuracy:.1%}\n")
     print(markdown_table(rows + snapshots))
     print("\n" + ("\n".join("FAILED " + f for f in failures) if failures else "all checks passed"))

@@ -1,6 +1,5 @@
 """The flower classifier behind the metrics, and the report with a model missing."""
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -48,35 +47,6 @@ def test_evaluator_is_reused_until_the_data_changes(tiny_flowers, workdir, monke
     data.images = data.images.flip(-1)
     load_or_train_evaluator(data)
     assert len(calls) == 2
-
-
-def test_a_shipped_evaluator_is_used_only_for_its_own_data(tiny_flowers, workdir, monkeypatch, tmp_path_factory):
-    data = load_dataset(str(tiny_flowers), 24)
-    calls = []
-    real_train = evaluator_module.train_classifier
-    monkeypatch.setattr(evaluator_module, "train_classifier",
-                        lambda d, log=print: calls.append(1) or real_train(d, epochs=1, log=log))
-    shipped = tmp_path_factory.mktemp("shipped")
-    monkeypatch.setattr(evaluator_module, "SHIPPED", shipped)
-    trained, _ = load_or_train_evaluator(data)
-    (workdir / evaluator_module.evaluator_path(data)).rename(shipped / Path(evaluator_module.evaluator_path(data)).name)
-    lines = []
-    loaded, _ = load_or_train_evaluator(data, log=lines.append)   # a fresh clone: nothing in models/
-    assert len(calls) == 1 and "shipped" in lines[0]
-    x = torch.rand(4, 3, 24, 24)
-    assert torch.equal(loaded.features(x), trained.eval().features(x))
-    data.images = data.images.flip(-1)                            # the user's own images: trained anew
-    load_or_train_evaluator(data)
-    assert len(calls) == 2
-
-
-def test_the_shipped_evaluators_load_into_todays_network():
-    """A shipped classifier whose network no longer matches FlowerClassifier would fail here, not silently retrain."""
-    shipped = sorted(evaluator_module.SHIPPED.glob("*.pth"))
-    assert "Evaluator_flowers_24px.pth" in [path.name for path in shipped]   # the lab's: a fresh clone scores at once
-    for path in shipped:
-        config = torch.load(path, weights_only=False)["config"]
-        assert evaluator_module.stored_evaluator(path, config["fingerprint"]) is not None, path.name
 
 
 def test_report_with_a_missing_model(tiny_flowers, workdir, quick_evaluator, capsys):

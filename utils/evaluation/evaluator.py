@@ -3,10 +3,10 @@
 No pretrained Inception weights can be downloaded on the lab machines, so we train one once on the training
 split (12-36 s on two CPU cores at 24 px; 13-35 minutes for the 16-class set at 64 px, by the machine) and reuse
 it (models/Evaluator_<data>_<size>px.pth: one per data set and size, so scoring another set never overwrites
-this one's), retraining when the data changes; for the course's own sets it ships trained (SHIPPED below).
-A classifier alone learns what tells the classes apart and little else: its features scored a blob of the right
-colour as well as a detailed flower, and a 3-minute diffusion model above a 15-minute one. So it learns two
-things at once: the class, and which two augmented views come from the same training image
+this one's), retraining when the data changes. A classifier alone learns what tells the classes apart and little
+else: its features scored a blob of the right colour as well as a detailed flower, and a 3-minute diffusion model
+above a 15-minute one. So it
+learns two things at once: the class, and which two augmented views come from the same training image
 (contrastive instance discrimination, SimCLR: Chen et al. 2020), which takes detail, texture and layout.
 Its features are pooled from every depth, from edges to shapes, so that blur, noise and missing variety all
 move them. bench/evaluator_checks.py checks that it ranks known degradations and longer training right.
@@ -29,11 +29,6 @@ VERSION = 3          # bump when the network or its training changes: stored cla
 WIDTHS = (16, 32, 64)   # channels at full, 1/2 and 1/4 resolution: chosen by bench/evaluator_checks.py
 FEATURE_SCALE = 10      # features x 10: FD x 100, so that it reads in units and tens, like the Inception FID
 TEMPERATURE = 0.2       # of the contrastive loss
-# Classifiers trained on the course's data sets (flowers at 24 and 64 px, flowers16 at 64 px), used when the
-# data's fingerprint matches: a fresh clone scores at once, and every machine with the same images scores with
-# the same network (one trained anew differs a little with the CPU's kernels). python bench/ship_evaluators.py
-# writes them.
-SHIPPED = Path(__file__).resolve().parent / "shipped"
 
 
 def conv_block(c_in, c_out):
@@ -160,31 +155,18 @@ def evaluator_path(data):
     return f"models/Evaluator_{Path(data.source).name}_{data.image_size}px.pth"
 
 
-def stored_evaluator(path, key):
-    """The classifier stored at path if it was trained on the data of this fingerprint, else None."""
-    try:
-        ckpt = load_checkpoint(path, model="Evaluator")
-    except Exception:
-        return None
-    if ckpt["config"]["fingerprint"] != key:
-        return None
-    c = ckpt["config"]
-    model = FlowerClassifier(len(c["classes"]), c["channels"], c["input_size"])
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), c["valid_accuracy"]
-
-
 def load_or_train_evaluator(data, path=None, retrain=False, log=print):
-    """The stored classifier when it was trained on exactly this data (models/, else the one shipped in SHIPPED),
-    else a freshly trained one."""
+    """The stored classifier when it was trained on exactly this data, else a freshly trained one."""
     path, key = path or evaluator_path(data), fingerprint(data)
-    for candidate in [] if retrain else [path, SHIPPED / Path(evaluator_path(data)).name]:
-        found = stored_evaluator(candidate, key)
-        if found is not None:
-            if candidate != path:
-                log(f"evaluator: the shipped classifier {Path(candidate).name} (trained on exactly this data), "
-                    f"validation accuracy {found[1]:.1%}")
-            return found
+    try:
+        ckpt = None if retrain else load_checkpoint(path, model="Evaluator")
+    except Exception:
+        ckpt = None
+    if ckpt is not None and ckpt["config"]["fingerprint"] == key:
+        c = ckpt["config"]
+        model = FlowerClassifier(len(c["classes"]), c["channels"], c["input_size"])
+        model.load_state_dict(ckpt["model"])
+        return model.eval(), c["valid_accuracy"]
     model, valid_accuracy = train_classifier(data, log=log)
     config = dict(model="Evaluator", fingerprint=key, classes=data.classes, channels=data.channels,
                   multi_label=data.multi_label, image_size=data.image_size, data=data.source,
