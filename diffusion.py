@@ -28,7 +28,7 @@ from utils.training.checkpoint import default_checkpoint, load_checkpoint
 from utils.training.train import EMA, EarlyStopping, Recipe, make_optimizer
 
 CHECKPOINT = default_checkpoint("diffusion")
-MINUTES = 2   # the default training budget: where the curve of bench/diffusion_curve.py flattens (README, Part 4)
+MINUTES = 2   # the default training budget, chosen on the curve of bench/diffusion_curve.py (README, Part 4)
 
 
 # ---------------------------------------------------------------- the network
