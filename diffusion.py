@@ -235,23 +235,24 @@ def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None)
     return model.to(device, memory_format=torch.channels_last).eval(), ckpt
 
 
-def guidance_of(config, guidance=None, max_noise=None):
-    """(weight, max noise) of classifier-free guidance: the given ones, else the defaults of the model's space."""
+def sampling_of(config, guidance=None, max_noise=None, sampler=None):
+    """(weight, max noise) of classifier-free guidance and the sampler: the given ones, else the defaults of the
+    model's space."""
     space = space_kind(config)
     return (space.guidance if guidance is None else guidance,
-            space.guidance_max_noise if max_noise is None else max_noise)
+            space.guidance_max_noise if max_noise is None else max_noise, sampler or space.sampler)
 
 
 @torch.no_grad()
-def sample(model, config, n, labels=None, guidance=None, sampler="dpm", steps=20, seed=0, device="cpu", trace=None,
+def sample(model, config, n, labels=None, guidance=None, sampler=None, steps=20, seed=0, device="cpu", trace=None,
            batch_size=64, noise=None, first=0, max_noise=None):
     """n images in [0, 1] (labels: n class indices or multi-hot object sets, or None for unconditional samples).
-    guidance and max_noise (guided_denoiser's): None for the model's space's defaults.
+    guidance and max_noise (guided_denoiser's) and sampler: None for the model's space's defaults.
 
     Sample i (counted from `first`) draws its noise from its own generator, seeded by (seed, first + i): the same
     image whatever n and the batch size. `noise`: the starting x_T (n x C x H x W) instead (interpolation)."""
     path, space = make_path(config), make_space(config, device)
-    guidance, max_noise = guidance_of(config, guidance, max_noise)
+    guidance, max_noise, sampler = sampling_of(config, guidance, max_noise, sampler)
     out = []
     for start in range(0, n, batch_size):
         end = min(n, start + batch_size)
@@ -300,7 +301,8 @@ def interpolation(model, ckpt, seed, device, options=SamplingOptions(), conditio
     """Spherical paths between two starting noises, every point sampled by the deterministic sampler;
     condition: (label, name) for every row, else one class per row."""
     config = ckpt["config"]
-    if options.sampler == "ddpm":
+    sampler = sampling_of(config, sampler=options.sampler)[2]
+    if sampler == "ddpm":
         raise UserError("--interpolate needs a deterministic sampler: --sampler dpm or ddim, not ddpm")
     if condition is not None:
         row_labels, names = condition[0].expand(rows, *condition[0].shape), [condition[1]] * rows
@@ -313,10 +315,10 @@ def interpolation(model, ckpt, seed, device, options=SamplingOptions(), conditio
     noise = torch.stack([slerp(a, b, w) for a, b in ends for w in weights])
     labels = row_labels.repeat_interleave(len(weights), dim=0) if row_labels is not None else None
     images = sample(model, config, len(noise), labels, options.guidance if labels is not None else 0,
-                    options.sampler, options.steps, seed, device, noise=noise, max_noise=options.guidance_max_noise)
+                    sampler, options.steps, seed, device, noise=noise, max_noise=options.guidance_max_noise)
     path = "vis/interpolation_diffusion.png"
     image_rows(list(images.split(len(weights))), names,
-               f"diffusion: samples from slerp(noise A, noise B, w) ({options.sampler}, {options.steps} steps)", path,
+               f"diffusion: samples from slerp(noise A, noise B, w) ({sampler}, {options.steps} steps)", path,
                column_labels=[f"w={w:.2f}" for w in weights.tolist()])
     return path
 
@@ -332,8 +334,8 @@ def evaluation_samples(model, config, n, seed, device, label_sets=None, options=
 
 def sample_grid(model, config, path, seed, device, options=SamplingOptions(), per_row=10):
     """One labelled row per class (or object) plus two unconditional rows (an 8x8 grid for an unconditional model)."""
-    (guidance, max_noise), sampler, steps = guidance_of(config, options.guidance, options.guidance_max_noise), \
-        options.sampler, options.steps
+    guidance, max_noise, sampler = sampling_of(config, options.guidance, options.guidance_max_noise, options.sampler)
+    steps = options.steps
     if not config["conditional"]:
         images = sample(model, config, 64, None, 0, sampler, steps, seed, device)
         rows, names = [images[i:i + 8] for i in range(0, 64, 8)], [""] * 8

@@ -107,8 +107,9 @@ def main(argv=None):
     if condition is not None:
         label, name = condition
         guidance_text = "its default guidance" if args.guidance is None else f"guidance {args.guidance:g}"
+        sampler = args.sampler or "its default sampler"
         image_grid(kind.api.generate(model, config, 64, label.expand(64, *label.shape), args.seed, device, options),
-                   f"{args.model}: {name} ({guidance_text}, {args.sampler}, seed {args.seed})", path)
+                   f"{args.model}: {name} ({guidance_text}, {sampler}, seed {args.seed})", path)
     else:
         kind.api.figure(model, ckpt, path, args.seed, device, options)
     print(f"wrote {path}")

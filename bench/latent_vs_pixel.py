@@ -11,8 +11,8 @@ pixel:  `diffusion.py --image-size 64` with each of --pixel's settings (by defau
 Each arm runs in its own folder under --workdir (runs/ is ignored by git); a finished step or score found there is
 reused.
 Each model draws 1,000 class-balanced samples twice, with the sampling defaults of each space (pixels: guidance
-1.5 at every step; codes: guidance 3 up to noise-to-signal 2.33), scored as evaluate.py does (once per
---sample-seeds seed: their spread is the noise of a comparison); the bars are issue 20's (FD <= 2x the
+1.5 at every step, DPM-Solver++; codes: guidance 3 up to noise-to-signal 7/3, Heun), scored as evaluate.py does
+(once per --sample-seeds seed: their spread is the noise of a comparison); the bars are issue 20's (FD <= 2x the
 blurred-real rung at sigma 1 px, recall >= 0.6x and class accuracy >= the held-out real row's).
 """
 import argparse
@@ -96,11 +96,11 @@ def train_arms(data_dir, minutes, workdir, seed, pixel_settings, ae_flags="", la
 
 def score(folder, stick, seed, space):
     """The model's samples scored under this space's sampling defaults (kept in the folder, reused)."""
-    record = folder / f"score_{space.__name__}_seed{seed}.json"
+    record = folder / f"score_{space.__name__}_{space.sampler}_seed{seed}.json"
     if record.exists():
         return json.loads(record.read_text())
     kind = GENERATORS["diffusion"]
-    options = SamplingOptions(guidance=space.guidance, guidance_max_noise=space.guidance_max_noise)
+    options = SamplingOptions(space.guidance, space.sampler, guidance_max_noise=space.guidance_max_noise)
     with inside(folder):
         model, ckpt = kind.load()
         config = ckpt["config"]

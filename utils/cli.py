@@ -75,9 +75,10 @@ def add_sampling_flags(p, what):
                    help="guide only the steps whose noise-to-signal ratio is at most this, the noisier ones purely "
                         "conditionally (more variety; default: the model's, inf (every step) on pixels, 7/3 = "
                         "2.333... (t <= 0.7 on the straight path) on codes: 2.33 guides one step fewer)")
-    p.add_argument("--sampler", choices=["dpm", "ddim", "euler", "heun", "ddpm"], default=defaults.sampler,
+    p.add_argument("--sampler", choices=["dpm", "ddim", "euler", "heun", "ddpm"], default=None,
                    help="deterministic DPM-Solver++(2M) (as good as DDIM in fewer steps), DDIM (= Euler), Heun "
-                        "(second order, two network calls a step), or ancestral DDPM (all T steps of a DDPM model)")
+                        "(second order, two network calls a step), or ancestral DDPM (all T steps of a DDPM model); "
+                        "default: the model's, dpm on pixels, heun on a latent model's codes")
     p.add_argument("--steps", type=int, default=defaults.steps, help="steps of the deterministic samplers (and of ddpm for flow)")
 
 

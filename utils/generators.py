@@ -26,7 +26,7 @@ class SamplingOptions:
     """How a model draws: --guidance, --sampler and --steps for a diffusion model, --prior for a decoder's codes.
     None: the model's own default (diffusion: its space's, utils/sampling/spaces.py)."""
     guidance: float | None = None
-    sampler: str = "dpm"
+    sampler: str | None = None
     steps: int = 20
     prior: str = "normal"
     guidance_max_noise: float | None = None
