@@ -17,6 +17,12 @@ def torchrun(script, *flags, cwd):
                           cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
+def failure(result):
+    """What a failed torchrun printed: rank 0's own lines, then the tail (often only the other rank's echo of it)."""
+    rank0 = "\n".join(line for line in result.stderr.splitlines() if "[rank0]" in line)
+    return f"{rank0[-2500:]}\n...\n{result.stderr[-2500:]}"
+
+
 def shares(monkeypatch, world, augment, batch_size=4):
     """The batches every simulated process would train on in one epoch (x, global batch size), per process."""
     images = torch.arange(27 * 3 * 4 * 4, dtype=torch.float32).reshape(27, 3, 4, 4).remainder(256).to(torch.uint8)
@@ -44,7 +50,7 @@ def test_two_processes_match_one_process_with_twice_the_batch(tiny_flowers, work
     # fp32: in bf16 each process's half batch is rounded apart from the whole one, so the match is only loose there.
     flags = ["--model", "AE", "--data", str(tiny_flowers), "--epochs", "2", "--seed", "3", "--precision", "fp32"]
     result = torchrun("train_script.py", *flags, "--batch-size", "4", cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, failure(result)
     assert result.stdout.count("model      AE") == 1                           # rank 1 prints nothing
     assert "batch 8 (2 processes x 4)" in result.stdout and "x 2 processes (gloo)" in result.stdout
     assert sorted(p.name for p in (workdir / "models").iterdir()) == ["Best_AE.pth", "last_AE.pth"]
@@ -63,7 +69,7 @@ def test_diffusion_under_torchrun(tiny_flowers, workdir):
     result = torchrun("diffusion.py", "--data", str(tiny_flowers), "--minutes", "0", "--epochs", "1", "--steps", "2",
                       "--film-steps", "2", "--base", "8", "--batch-size", "8", "--preview-every", "0", "--objective", "flow",
                       cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, failure(result)
     assert result.stdout.count("model      Diffuser") == 1 and "batch 16 (2 processes x 8)" in result.stdout
     assert sorted(p.name for p in (workdir / "models").iterdir()) == ["Best_diffusion.pth", "last_diffusion.pth"]
     saved = torch.load(workdir / "models/Best_diffusion.pth", weights_only=True)
