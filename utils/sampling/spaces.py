@@ -39,9 +39,10 @@ class LatentSpace:
     # 0.479 / 87.7 % for guidance 2 and 2.89 / 0.477 / 76.0 % for 1.5 at every step (2026-11-28, README); on the
     # 8-channel codes 1.33 / 0.675 against 1.78 / 0.672 for 2.5 and 1.70 / 0.676 for 4 up to noise 1 (2026-11-29).
     guidance, guidance_max_noise = 3.0, 7 / 3
-    # Heun's second-order steps (2 network calls each; 2.3 s per 64 samples at 64 px): on the 16 flowers FD 1.17 /
-    # 1.24, recall 0.682 / 0.693 (seeds 0 / 1) against DPM-Solver++'s 1.41 / 1.51, 0.662 / 0.675 at 20 steps and
-    # 1.30 / 0.670 at 40; on the 3 lab classes 2.04 / 0.793 against 2.77 / 0.776 (2026-12-03, README's bonus).
+    # Heun's second-order steps (2 network calls each; 2.6 s per 64 samples at 64 px): on the 16 flowers FD 1.17 /
+    # 1.24, recall 0.682 / 0.693 (seeds 0 / 1) against DPM-Solver++'s 1.41 / 1.51, 0.662 / 0.675 at 20 steps (1.30 /
+    # 0.670 at 40, seed 0); on the 3 lab classes 2.04 / 2.30, 0.793 / 0.778 against 2.77 / 3.03, 0.776 / 0.765
+    # (2026-12-03, README's bonus).
     sampler = "heun"
 
     def __init__(self, autoencoder, scale):
