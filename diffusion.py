@@ -301,7 +301,7 @@ def interpolation(model, ckpt, seed, device, options=SamplingOptions(), conditio
     """Spherical paths between two starting noises, every point sampled by the deterministic sampler;
     condition: (label, name) for every row, else one class per row."""
     config = ckpt["config"]
-    sampler = sampling_of(config, sampler=options.sampler)[2]
+    _, _, sampler = sampling_of(config, sampler=options.sampler)
     if sampler == "ddpm":
         raise UserError("--interpolate needs a deterministic sampler: --sampler dpm or ddim, not ddpm")
     if condition is not None:

@@ -47,3 +47,14 @@ def quick_evaluator(monkeypatch):
     import utils.evaluation.evaluator as evaluator_module
     real_train = evaluator_module.train_classifier
     monkeypatch.setattr(evaluator_module, "train_classifier", lambda d, log=print: real_train(d, epochs=2, log=log))
+
+
+@pytest.fixture
+def samplers_used(monkeypatch):
+    """The names of the diffusion samplers called, in order (each still runs)."""
+    import diffusion
+    used = []
+    def spy(name, sampler):
+        return lambda *args: used.append(name) or sampler(*args)
+    monkeypatch.setattr(diffusion, "SAMPLERS", {name: spy(name, f) for name, f in diffusion.SAMPLERS.items()})
+    return used

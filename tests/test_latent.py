@@ -126,7 +126,7 @@ def test_the_first_stage_trains_for_a_number_of_images_and_latent_diffusion_augm
     assert list(augment.values()) == ["flip", "none", "none", "crop", "none"]
 
 
-def test_latent_model_needs_its_own_autoencoder(tiny_flowers64, workdir, monkeypatch):
+def test_latent_model_needs_its_own_autoencoder(tiny_flowers64, workdir, samplers_used):
     data = ["--data", str(tiny_flowers64), *FAST]
     train_script.main(["--model", "LatentAE", "--epochs", "1", *data])
     diffusion.main(["--latent", "models/Best_LatentAE.pth", "--minutes", "0", "--epochs", "1", "--steps", "2",
@@ -140,14 +140,11 @@ def test_latent_model_needs_its_own_autoencoder(tiny_flowers64, workdir, monkeyp
     model, ckpt = diffusion.load()
     assert diffusion.generate(model, ckpt["config"], 1, options=SamplingOptions(steps=2)).shape == (1, 3, 64, 64)
     # Codes sample with Heun's method unless told otherwise (pixels with DPM-Solver++: test_diffusion.py).
-    used = []
-    spies = {name: (lambda name, f: lambda *a: used.append(name) or f(*a))(name, f)
-             for name, f in diffusion.SAMPLERS.items()}
-    monkeypatch.setattr(diffusion, "SAMPLERS", spies)
+    samplers_used.clear()   # (training's figures and the draw above sampled too)
     for sampler in [None, "ddim"]:
         diffusion.generate(model, ckpt["config"], 1, torch.zeros(1, dtype=torch.long),
                            options=SamplingOptions(sampler=sampler, steps=2))
-    assert used == ["heun", "ddim"]
+    assert samplers_used == ["heun", "ddim"]
     shutil.move("models/Best_LatentAE.pth", "models/elsewhere.pth")
     with pytest.raises(UserError, match="checkpoint not found: models/Best_LatentAE.pth.*--model LatentAE"):
         random_generation.main(["--model", "diffusion", *FAST])
