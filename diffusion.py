@@ -25,7 +25,7 @@ from utils.sampling.samplers import SAMPLERS, per_sample_noise, sample_generator
 from utils.sampling.spaces import make_space, new_latent, space_kind
 from utils.training import distributed, run
 from utils.training.checkpoint import default_checkpoint, load_checkpoint
-from utils.training.train import EMA, EarlyStopping, Recipe, make_optimizer
+from utils.training.train import EMA, EarlyStopping, Recipe, autocast, make_optimizer
 
 CHECKPOINT = default_checkpoint("diffusion")
 MINUTES = 2   # the default training budget, chosen on the curve of bench/diffusion_curve.py (README, Part 4)
@@ -182,22 +182,38 @@ def eps_and_x0(output, x_t, a, s, objective, clip=1.0):
     return (x_t - a * x0) / s, x0
 
 
-def guided_denoiser(model, path, objective, labels=None, guidance=2.0, clip=1.0, max_noise=math.inf):
+def padded(model, multiple):
+    """model(x, t, labels) on batches padded to a multiple of `multiple` images. CPU bf16 kernels block the batch:
+    in a batch of 5 an image's output depended on its place in it (by up to 0.03), in batches of 4, 8, 12 ... 64
+    it did not (measured), so padding keeps sample i the same whatever n and the batch size."""
+    def call(x, t, labels=None):
+        extra = -len(x) % multiple
+        if not extra:
+            return model(x, t, labels)
+        repeat = lambda v: torch.cat([v, v[:1].expand(extra, *v.shape[1:])])  # noqa: E731
+        return model(repeat(x), repeat(t), None if labels is None else repeat(labels))[:len(x)]
+    return call
+
+
+def guided_denoiser(model, path, objective, labels=None, guidance=2.0, clip=1.0, max_noise=math.inf, pad_to=1):
     """denoise(x_t, t) -> (eps, x0) for the samplers; with labels, classifier-free guidance of weight `guidance`:
     output = uncond + guidance * (cond - uncond), so 0 is unconditional and 1 purely conditional. Guided only at
     steps whose noise-to-signal ratio s/a is at most max_noise, purely conditional at the noisier ones: guiding
-    those narrows the samples' variety (Kynkaanniemi et al. 2024)."""
+    those narrows the samples' variety (Kynkaanniemi et al. 2024). pad_to: padded()'s multiple."""
+    net = padded(model, pad_to)
+
     def denoise(x, t):
         t_batch = path.network_time(torch.full((len(x),), t, device=x.device))
         a, s = (c.to(x.device) for c in path.coefficients(t))
         weight = guidance if math.isinf(max_noise) or float(s) <= max_noise * float(a) or guidance == 0 else 1
+        # .float(): under bf16 autocast the network's output is bfloat16; guidance and the sampler's steps are not
         if labels is None or weight == 0:   # exactly the unconditional prediction, at half the cost
-            output = model(x, t_batch)
+            output = net(x, t_batch).float()
         elif weight == 1:                   # exactly the conditional one
-            output = model(x, t_batch, labels)
+            output = net(x, t_batch, labels).float()
         else:
-            both = model(torch.cat([x, x]), torch.cat([t_batch, t_batch]),
-                         torch.cat([labels, model.null_labels(len(labels), labels.device)]))
+            both = net(torch.cat([x, x]), torch.cat([t_batch, t_batch]),
+                       torch.cat([labels, model.null_labels(len(labels), labels.device)])).float()
             cond, uncond = both.chunk(2)
             output = uncond + weight * (cond - uncond)
         return eps_and_x0(output, x, a, s, objective, clip)
@@ -245,23 +261,27 @@ def sampling_of(config, guidance=None, max_noise=None, sampler=None):
 
 @torch.no_grad()
 def sample(model, config, n, labels=None, guidance=None, sampler=None, steps=20, seed=0, device="cpu", trace=None,
-           batch_size=64, noise=None, first=0, max_noise=None):
+           batch_size=64, noise=None, first=0, max_noise=None, precision=None):
     """n images in [0, 1] (labels: n class indices or multi-hot object sets, or None for unconditional samples).
-    guidance and max_noise (guided_denoiser's) and sampler: None for the model's space's defaults.
+    guidance, max_noise (guided_denoiser's), sampler and precision ("auto", "fp32" or "bf16", cli.precision_for's):
+    None for the model's space's defaults.
 
     Sample i (counted from `first`) draws its noise from its own generator, seeded by (seed, first + i): the same
     image whatever n and the batch size. `noise`: the starting x_T (n x C x H x W) instead (interpolation)."""
     path, space = make_path(config), make_space(config, device)
     guidance, max_noise, sampler = sampling_of(config, guidance, max_noise, sampler)
+    precision = cli.precision_for(precision or space_kind(config).precision, torch.device(device))
     out = []
     for start in range(0, n, batch_size):
         end = min(n, start + batch_size)
         generators = sample_generators(seed, first + start, end - start)
         x = noise[start:end] if noise is not None else per_sample_noise(generators, space.shape)
         chunk = labels[start:end].to(device) if labels is not None else None
-        denoise = guided_denoiser(model, path, config["objective"], chunk, guidance, space.clip, max_noise)
+        denoise = guided_denoiser(model, path, config["objective"], chunk, guidance, space.clip, max_noise,
+                                  pad_to=8 if precision == "bf16" else 1)
         fresh_noise = lambda size: per_sample_noise(generators, size[1:]).to(device)  # noqa: E731
-        x = SAMPLERS[sampler](denoise, x.to(device), path, steps, fresh_noise, trace)
+        with autocast(device, precision):
+            x = SAMPLERS[sampler](denoise, x.to(device), path, steps, fresh_noise, trace)
         out.append(space.decode(x).cpu())
     return torch.cat(out)
 
@@ -290,7 +310,7 @@ def generate(model, config, n, labels=None, seed=0, device="cpu", options=Sampli
     """The generator interface (utils/generators.py): sample() with the --guidance, --sampler and --steps options."""
     guidance = options.guidance if labels is not None else 0
     return sample(model, config, n, labels, guidance, options.sampler, options.steps, seed, device, first=first,
-                  max_noise=options.guidance_max_noise)
+                  max_noise=options.guidance_max_noise, precision=options.precision)
 
 
 def figure(model, ckpt, path, seed, device, options=SamplingOptions()):
@@ -315,7 +335,8 @@ def interpolation(model, ckpt, seed, device, options=SamplingOptions(), conditio
     noise = torch.stack([slerp(a, b, w) for a, b in ends for w in weights])
     labels = row_labels.repeat_interleave(len(weights), dim=0) if row_labels is not None else None
     images = sample(model, config, len(noise), labels, options.guidance if labels is not None else 0,
-                    sampler, options.steps, seed, device, noise=noise, max_noise=options.guidance_max_noise)
+                    sampler, options.steps, seed, device, noise=noise, max_noise=options.guidance_max_noise,
+                    precision=options.precision)
     path = "vis/interpolation_diffusion.png"
     image_rows(list(images.split(len(weights))), names,
                f"diffusion: samples from slerp(noise A, noise B, w) ({sampler}, {options.steps} steps)", path,
@@ -337,14 +358,15 @@ def sample_grid(model, config, path, seed, device, options=SamplingOptions(), pe
     guidance, max_noise, sampler = sampling_of(config, options.guidance, options.guidance_max_noise, options.sampler)
     steps = options.steps
     if not config["conditional"]:
-        images = sample(model, config, 64, None, 0, sampler, steps, seed, device)
+        images = sample(model, config, 64, None, 0, sampler, steps, seed, device, precision=options.precision)
         rows, names = [images[i:i + 8] for i in range(0, 64, 8)], [""] * 8
     else:
         row_labels, names = row_conditions(config, min(len(config["classes"]), 16))
         labels = row_labels.repeat_interleave(per_row, dim=0)
         conditional = sample(model, config, len(labels), labels, guidance, sampler, steps, seed, device,
-                             max_noise=max_noise)
-        unconditional = sample(model, config, 2 * per_row, None, 0, sampler, steps, seed, device, first=len(labels))
+                             max_noise=max_noise, precision=options.precision)
+        unconditional = sample(model, config, 2 * per_row, None, 0, sampler, steps, seed, device, first=len(labels),
+                               precision=options.precision)
         rows = list(conditional.split(per_row)) + list(unconditional.split(per_row))
         names += ["unconditional"] * 2
     noising = make_path(config)
@@ -414,7 +436,7 @@ def get_args(argv=None):
                         "once the learning rate decays to zero at the budget's end; 0.999 was the default)")
     p.add_argument("--p-uncond", type=float, default=0.1, help="label dropout for classifier-free guidance")
     p.add_argument("--unconditional", action="store_true", help="ignore the class labels")
-    cli.add_sampling_flags(p, "the previews and the final grid")
+    cli.add_sampling_flags(p, "the previews and the final grid", precision=False)   # --precision: training's
     p.add_argument("--film-steps", type=int, default=50, help="DDIM steps of the denoising-process figure")
     p.add_argument("--preview-every", type=int, default=10, help="epochs between preview grids (0: none)")
     run.add_run_flags(p, CHECKPOINT)

@@ -98,7 +98,7 @@ def main(argv=None):
     device = cli.setup(args)
     model, ckpt = kind.load(args.checkpoint, device, args.image_size)
     config, options = ckpt["config"], SamplingOptions(args.guidance, args.sampler, args.steps, args.prior,
-                                                     args.guidance_max_noise)
+                                                     args.guidance_max_noise, args.precision)
     condition = chosen_condition(args, config)
     if args.interpolate:
         print(f"wrote {kind.api.interpolation(model, ckpt, args.seed, device, options, condition, data=args.data)}")

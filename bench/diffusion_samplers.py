@@ -1,10 +1,12 @@
 """Fast samplers against the full ancestral DDPM, on the trained model: quality and seconds.
 
     python bench/diffusion_samplers.py [--n 200] [--guidance 1] [--checkpoint PATH] [--samplers euler:20 heun:10]
+                                       [--precisions fp32 bf16]
 
 Loads models/Best_diffusion.pth (or --checkpoint), draws the same class-balanced labels with each sampler, and scores them with
 evaluate.py's metrics against the training split. DDPM walks all T = 1000 steps, so --n stays small on a CPU;
-every row uses the same n, so their FDs compare like with like (all carry the same small-n bias).
+every row uses the same n, so their FDs compare like with like (all carry the same small-n bias). --precisions
+samples each setting under each (bf16: the network under bfloat16 autocast, sample()'s precision).
 """
 import argparse
 import datetime
@@ -34,6 +36,7 @@ def main():
     p.add_argument("--checkpoint", default=None, help="default models/Best_diffusion.pth")
     p.add_argument("--samplers", nargs="+", default=[f"{name}:{steps}" for name, steps in SETTINGS],
                    help="NAME:STEPS pairs (a DDPM-objective model's ddpm walks all T steps whatever STEPS says)")
+    p.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32"])
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.set_num_threads(os.cpu_count())
@@ -44,18 +47,18 @@ def main():
     labels = diffusion.balanced_labels(len(config["classes"]), args.n) if config["conditional"] else None
     print(f"# samplers on {args.checkpoint or 'models/Best_diffusion.pth'} (epoch {ckpt['epoch']}, {config['data']}) — {datetime.date.today()}, "
           f"{os.cpu_count()} cores; n={args.n}, guidance {args.guidance:g}")
-    print("| sampler | steps | s / 64 images | FD ↓ | KID ↓ | precision | recall | class acc |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| sampler | steps | arithmetic | s / 64 images | FD ↓ | KID ↓ | precision | recall | class acc |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for sampler, steps in (setting.split(":") for setting in args.samplers):
-        steps = int(steps)
-        draw = lambda n, lab: diffusion.sample(model, config, n, lab, args.guidance, sampler, steps,  # noqa: E731
-                                               args.seed)
-        t0 = time.perf_counter()
-        samples = draw(args.n, labels)
-        seconds_per_64 = (time.perf_counter() - t0) * 64 / args.n
-        q = evaluate.sample_quality(samples, stick, labels)
-        print(f"| {sampler} | {steps} | {seconds_per_64:.1f} | {q['fd']:.2f} | {q['kid']:.4f} | {q['precision']:.3f} | "
-              f"{q['recall']:.3f} | {q.get('class_accuracy', float('nan')):.1%} |", flush=True)
+        for precision in args.precisions:
+            t0 = time.perf_counter()
+            samples = diffusion.sample(model, config, args.n, labels, args.guidance, sampler, int(steps), args.seed,
+                                       precision=precision)
+            seconds_per_64 = (time.perf_counter() - t0) * 64 / args.n
+            q = evaluate.sample_quality(samples, stick, labels)
+            print(f"| {sampler} | {steps} | {precision} | {seconds_per_64:.1f} | {q['fd']:.2f} | {q['kid']:.4f} | "
+                  f"{q['precision']:.3f} | {q['recall']:.3f} | {q.get('class_accuracy', float('nan')):.1%} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

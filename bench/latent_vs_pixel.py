@@ -10,8 +10,9 @@ pixel:  `diffusion.py --image-size 64` with each of --pixel's settings (by defau
         the latent arm's minutes in all: its autoencoder's training time plus --minutes.
 Each arm runs in its own folder under --workdir (runs/ is ignored by git); a finished step or score found there is
 reused.
-Each model draws 1,000 class-balanced samples twice, with the sampling defaults of each space (pixels: guidance
-1.5 at every step, DPM-Solver++; codes: guidance 3 up to noise-to-signal 7/3, Heun), scored as evaluate.py does
+Each model draws 1,000 class-balanced samples twice, with two spaces' sampling defaults ("pixels'", those of pixels
+below 64 px: guidance 1.5 at every step, DPM-Solver++, fp32; "codes'", the latent models' and, since 2026-12-03,
+the 64 px pixel models' too: guidance 3 up to noise-to-signal 7/3, Heun, bf16 where native), scored as evaluate.py does
 (once per --sample-seeds seed: their spread is the noise of a comparison); the bars are issue 20's (FD <= 2x the
 blurred-real rung at sigma 1 px, recall >= 0.6x and class accuracy >= the held-out real row's).
 """
@@ -34,6 +35,7 @@ import torch  # noqa: E402
 import diffusion  # noqa: E402
 import evaluate  # noqa: E402
 from evaluator_checks import run  # noqa: E402
+from utils import cli  # noqa: E402
 from utils.data.dataset import load_dataset  # noqa: E402
 from utils.evaluation.evaluator import yardstick  # noqa: E402
 from utils.evaluation.table import markdown_table  # noqa: E402
@@ -96,11 +98,13 @@ def train_arms(data_dir, minutes, workdir, seed, pixel_settings, ae_flags="", la
 
 def score(folder, stick, seed, space):
     """The model's samples scored under this space's sampling defaults (kept in the folder, reused)."""
-    record = folder / f"score_{space.__name__}_{space.sampler}_seed{seed}.json"
+    precision = cli.precision_for(space.precision, torch.device("cpu"))
+    record = folder / f"score_{space.__name__}_{space.sampler}{'_bf16' * (precision == 'bf16')}_seed{seed}.json"
     if record.exists():
         return json.loads(record.read_text())
     kind = GENERATORS["diffusion"]
-    options = SamplingOptions(space.guidance, space.sampler, guidance_max_noise=space.guidance_max_noise)
+    options = SamplingOptions(space.guidance, space.sampler, guidance_max_noise=space.guidance_max_noise,
+                              precision=precision)
     with inside(folder):
         model, ckpt = kind.load()
         config = ckpt["config"]
@@ -147,7 +151,8 @@ def main(argv=None):
         for name, space in SAMPLINGS.items():
             for seed in seeds:
                 quality = score(folder, stick, seed, space)
-                sampling = name + (f", seed {seed}" if len(seeds) > 1 else "")
+                bf16 = cli.precision_for(space.precision, torch.device("cpu")) == "bf16"
+                sampling = name + ", bf16" * bf16 + (f", seed {seed}" if len(seeds) > 1 else "")
                 rows.append(dict(row=arm, sampling=sampling, minutes=round(minutes, 1), **quality))
                 print(markdown_table(rows[-1:]).splitlines()[-1], flush=True)
     print(f"\n# Latent against pixel diffusion at 64 px ({datetime.date.today()}, {platform.machine()}, "

@@ -4,12 +4,12 @@ import torch
 
 import diffusion
 import random_generation
-from diffusion import Diffuser, diffusion_loss_fn, eps_and_x0, guided_denoiser, make_betas
+from diffusion import Diffuser, diffusion_loss_fn, eps_and_x0, guided_denoiser, make_betas, padded
 from utils.errors import UserError
 from utils.sampling.objectives import OBJECTIVES
 from utils.sampling.paths import Discrete, Straight
 from utils.sampling.samplers import SAMPLERS
-from utils.sampling.spaces import LatentSpace, PixelSpace
+from utils.sampling.spaces import LatentSpace, PixelSpace, space_kind
 from utils.training.train import EMA
 
 
@@ -274,6 +274,41 @@ def test_pixels_sample_with_dpm_solver_unless_told_otherwise(samplers_used):
     for sampler in [None, "heun"]:
         diffusion.sample(model, config, 1, torch.tensor([1]), None, sampler, 2)
     assert samplers_used == ["dpm", "heun"]
+
+
+def test_pixels_at_64_px_sample_as_codes_do():
+    """The 64 px defaults (utils/sampling/spaces.py) are the latent models', not the 24 px ones."""
+    small, large = (dict(image_size=size, channels=3) for size in (24, 64))
+    assert diffusion.sampling_of(large) == diffusion.sampling_of(dict(large, latent="ae.pth")) != \
+        diffusion.sampling_of(small)
+    assert space_kind(large).precision == "auto" and space_kind(small).precision == "fp32"
+
+
+def test_padded_batches_give_the_same_outputs_in_multiples():
+    sizes = []
+
+    def model(x, t, labels=None):
+        sizes.append(len(x))
+        return x * t.view(-1, 1) + (0 if labels is None else labels.view(-1, 1))
+    x, t, labels = torch.randn(5, 2), torch.rand(5), torch.arange(5.0)
+    for multiple in (1, 4, 8):
+        assert torch.equal(padded(model, multiple)(x, t, labels), model(x, t, labels))
+        assert torch.equal(padded(model, multiple)(x, t), model(x, t))
+    assert sizes == [5, 5, 5, 5, 8, 5, 8, 5, 8, 5, 8, 5]
+
+
+def test_bf16_samples_do_not_depend_on_their_batch():
+    model = Diffuser(8, 3, num_classes=2, base=8, mults=(1, 2)).eval()
+    torch.nn.init.normal_(model.head[-1].weight, std=0.1)
+    config = dict(objective="flow", channels=3, image_size=8)
+    labels = torch.arange(13) % 2
+    alone = diffusion.sample(model, config, 3, labels[:3], 2.0, "heun", 3, seed=4, precision="bf16")
+    for batch_size in (64, 5):
+        among = diffusion.sample(model, config, 13, labels, 2.0, "heun", 3, seed=4, precision="bf16",
+                                 batch_size=batch_size)
+        assert torch.equal(alone, among[:3])
+    assert not torch.equal(alone, diffusion.sample(model, config, 3, labels[:3], 2.0, "heun", 3, seed=4,
+                                                   precision="fp32"))
 
 
 def test_guidance_weights():

@@ -155,14 +155,19 @@ def test_latent_model_needs_its_own_autoencoder(tiny_flowers64, workdir, sampler
         diffusion.main(["--latent", "models/ae32.pth", "--epochs", "1", "--minutes", "0", *data])
 
 
-def test_run_lab_bonus_writes_its_files_into_their_own_folder(tiny_flowers64, workdir, quick_evaluator, capsys,
-                                                              monkeypatch):
-    monkeypatch.setattr("sys.argv", ["run_lab.py", "--bonus", "--data", str(tiny_flowers64), "--quick", *FAST])
+@pytest.mark.parametrize("space, last_rows", [(None, ["diffusion"]), ("latent", ["LatentAE", "diffusion"])])
+def test_run_lab_bonus_writes_its_files_into_their_own_folder(space, last_rows, tiny_flowers64, workdir,
+                                                              quick_evaluator, capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["run_lab.py", "--bonus", *[space] * bool(space), "--data", str(tiny_flowers64),
+                                     "--quick", *FAST])
     run_lab.main()
     out = capsys.readouterr().out
     assert "writing into bonus/" in out and "MISSING" not in out
-    for path in run_lab.artefacts(run_lab.BONUS_KINDS, run_lab.BONUS):
+    training, kinds, _ = run_lab.bonus(space or "pixel")
+    for path in run_lab.artefacts(kinds, training):
         assert (workdir / "bonus" / path).exists(), path
     assert not (workdir / "models").exists()          # the lab's own files are left alone
+    config = torch.load(workdir / "bonus/models/Best_diffusion.pth", weights_only=False)["config"]
+    assert config["image_size"] == 64 and bool(config["latent"]) == (space == "latent")
     rows = [row["row"] for row in json.loads((workdir / "bonus/vis/report.json").read_text())["rows"]]
-    assert rows[-2:] == ["LatentAE", "diffusion"]
+    assert rows[-len(last_rows):] == last_rows and ("LatentAE" in rows) == (space == "latent")

@@ -65,21 +65,28 @@ def add_training_flags(p):
                         "takes a minute and, on the CPU, a C compiler)")
 
 
-def add_sampling_flags(p, what):
-    """--guidance, --sampler and --steps: how a diffusion model draws its samples."""
+def add_sampling_flags(p, what, precision=True):
+    """--guidance, --sampler, --steps and --precision: how a diffusion model draws its samples (precision=False: a
+    trainer's --precision already covers its samples)."""
     defaults = SamplingOptions()
     p.add_argument("--guidance", type=float, default=None,
                    help=f"classifier-free guidance weight of {what} (0 unconditional, 1 conditional, more is sharper; "
-                        "default: the model's, 1.5 on pixels, 3 on a latent model's codes)")
+                        "default: the model's, 1.5 on pixels below 64 px, 3 on codes and at 64 px)")
     p.add_argument("--guidance-max-noise", type=float, default=None, metavar="S/A",
                    help="guide only the steps whose noise-to-signal ratio is at most this, the noisier ones purely "
-                        "conditionally (more variety; default: the model's, inf (every step) on pixels, 7/3 = "
-                        "2.333... (t <= 0.7 on the straight path) on codes: 2.33 guides one step fewer)")
+                        "conditionally (more variety; default: the model's, inf (every step) on pixels below 64 px, "
+                        "7/3 = 2.333... (t <= 0.7 on the straight path) on codes and at 64 px: 2.33 guides one step "
+                        "fewer)")
     p.add_argument("--sampler", choices=["dpm", "ddim", "euler", "heun", "ddpm"], default=None,
                    help="deterministic DPM-Solver++(2M) (as good as DDIM in fewer steps), DDIM (= Euler), Heun "
                         "(second order, two network calls a step), or ancestral DDPM (all T steps of a DDPM model); "
-                        "default: the model's, dpm on pixels, heun on a latent model's codes")
+                        "default: the model's, dpm on pixels below 64 px, heun on codes and at 64 px")
     p.add_argument("--steps", type=int, default=defaults.steps, help="steps of the deterministic samplers (and of ddpm for flow)")
+    if precision:
+        p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
+                       help="the diffusion network's arithmetic: bf16 autocast, or auto (bf16 where the hardware "
+                            "multiplies bfloat16 natively, else fp32); default: the model's, auto at 64 px and on codes "
+                            "(twice as fast there), fp32 below 64 px (where bf16 was no faster)")
 
 
 def native_bf16_cpu():

@@ -23,13 +23,14 @@ from utils.training.checkpoint import default_checkpoint
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    """How a model draws: --guidance, --sampler and --steps for a diffusion model, --prior for a decoder's codes.
-    None: the model's own default (diffusion: its space's, utils/sampling/spaces.py)."""
+    """How a model draws: --guidance, --sampler, --steps and --precision for a diffusion model, --prior for a
+    decoder's codes. None: the model's own default (diffusion: its space's, utils/sampling/spaces.py)."""
     guidance: float | None = None
     sampler: str | None = None
     steps: int = 20
     prior: str = "normal"
     guidance_max_noise: float | None = None
+    precision: str | None = None
 
 
 @dataclass(frozen=True)
