@@ -79,7 +79,7 @@ def artefacts(kinds, training):
             *(f"vis/interpolation_{name}.png" for name, kind in kinds.items() if kind.samples), "vis/report.json"]
 
 
-FIGURES, ARTEFACTS = figures(LAB), artefacts(LAB, TRAINING) + ["diffusion_report.md", "vis/index.html"]
+ARTEFACTS = artefacts(LAB, TRAINING) + ["diffusion_report.md", "vis/index.html"]
 
 def best_line(log):
     lines = Path(log).read_text().strip().splitlines()
