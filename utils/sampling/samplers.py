@@ -9,12 +9,14 @@ Every sampler ends on the clean image (a = 1, s = 0).
 """
 import torch
 
+from utils.seeds import stable_seed
+
 CLEAN = (torch.tensor(1.0), torch.tensor(0.0))   # (a, s) after the last step
 
 
 def sample_generators(seed, first, n):
     """One random generator per sample, seeded by (seed, index): sample i never depends on its batch."""
-    return [torch.Generator().manual_seed(hash((seed, first + i)) % 2 ** 63) for i in range(n)]
+    return [torch.Generator().manual_seed(stable_seed(seed, first + i)) for i in range(n)]
 
 
 def per_sample_noise(generators, shape):

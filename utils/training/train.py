@@ -11,6 +11,7 @@ from torch import nn
 from tqdm import tqdm
 
 from utils.data.augment import apply_transforms, augment_mode, random_transforms
+from utils.seeds import stable_seed
 from utils.training import distributed
 from utils.training.checkpoint import save_checkpoint
 
@@ -363,7 +364,7 @@ def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
             if distributed.world_size() > 1:
                 # Each process draws its own noise (the VAE's z, diffusion's t and eps), seeded by (seed, epoch,
                 # rank) alone, so --resume replays it without saving every process's RNG state.
-                torch.manual_seed(hash((recipe.seed, epoch, distributed.rank())) % 2 ** 63)
+                torch.manual_seed(stable_seed(recipe.seed, epoch, distributed.rank()))
             t0 = time.perf_counter()
             lr = recipe.optimizer.param_groups[0]["lr"]
             train_loss = train_epoch(model, step, train_images, train_labels, recipe, device, epoch, generator,
