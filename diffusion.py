@@ -28,7 +28,7 @@ from utils.training.checkpoint import default_checkpoint, load_checkpoint
 from utils.training.train import EMA, EarlyStopping, Recipe, autocast, make_optimizer
 
 CHECKPOINT = default_checkpoint("diffusion")
-MINUTES = 2   # the default training budget, chosen on the curve of bench/diffusion_curve.py (README, Part 4)
+MINUTES = 2   # the default training budget, chosen on the curve of bench/diffusion_curve.py (docs/diffusion.md)
 
 
 # ---------------------------------------------------------------- the network
@@ -415,7 +415,8 @@ def get_args(argv=None):
                    help="what the network predicts: flow matching's velocity on the straight path, or the DDPM "
                         "process's v, noise (eps, the DDPM paper's) or clean image")
     p.add_argument("--min-snr", type=float, default=0.0,
-                   help="min-SNR-gamma loss weighting (0: off; 5 was the default for v, which it helps)")
+                   help="min-SNR-gamma loss weighting (0: off; 5 suits --objective v; on flow matching it "
+                        "cost quality, docs/diffusion.md)")
     p.add_argument("--schedule", choices=["linear", "cosine"], default="cosine",
                    help="noise schedule of the DDPM objectives (eps, v, x0)")
     p.add_argument("--timesteps", type=int, default=1000, help="diffusion steps T of the DDPM objectives")
@@ -430,10 +431,12 @@ def get_args(argv=None):
                         "--model LatentAE writes models/Best_LatentAE.pth) and decode samples with it")
     p.add_argument("--upsample", choices=["nearest", "transposed"], default="transposed",
                    help="how the U-Net goes up a level: a 2x2 stride-2 transposed convolution (about 15%% more "
-                        "images/s), or nearest-neighbour doubling and a 3x3 convolution (the previous default)")
+                        "images/s), or nearest-neighbour doubling and a 3x3 convolution (nine times the "
+                        "multiply-adds at the finer grid)")
     p.add_argument("--ema", type=float, default=0.0,
-                   help="EMA decay of the sampling weights (0: the last weights, which measured better at 3 minutes "
-                        "once the learning rate decays to zero at the budget's end; 0.999 was the default)")
+                   help="EMA decay of the sampling weights (0: the last weights, which scored better at 3 "
+                        "minutes: the learning rate decays to zero at the budget's end, so they are already an "
+                        "average; 0.999 keeps a moving average and samples it instead)")
     p.add_argument("--p-uncond", type=float, default=0.1, help="label dropout for classifier-free guidance")
     p.add_argument("--unconditional", action="store_true", help="ignore the class labels")
     cli.add_sampling_flags(p, "the previews and the final grid", precision=False)   # --precision: training's
@@ -443,7 +446,7 @@ def get_args(argv=None):
     args = run.parse(p, argv)
     args.image_size = args.image_size or (64 if args.latent else 24)
     args.patch = args.patch or (1 if args.latent else 2)
-    # Flips on codes: 15 minutes are ~250 epochs of the 3 lab classes, which a latent model overfits (README, bonus).
+    # Flips on codes: 15 minutes are ~250 epochs of the 3 lab classes, which a latent model overfits (docs/bonus.md).
     args.augment = args.augment or ("flip" if args.latent else "none")
     if args.patch < 1 or (not args.latent and args.image_size % (4 * args.patch)):
         cli.fail(f"--image-size must be a multiple of 4 x --patch ({4 * max(args.patch, 1)}), got {args.image_size}")

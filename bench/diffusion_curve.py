@@ -35,8 +35,8 @@ from utils.evaluation.table import markdown_table  # noqa: E402
 from utils.generators import GENERATORS, SamplingOptions  # noqa: E402
 from utils.sampling.spaces import PixelSpace  # noqa: E402
 
-BASELINE_GUIDANCE = 2.0   # the baseline's sampling default then; every other configuration samples with diffusion.py's
-PREVIOUS = ["--ema", "0.999", "--upsample", "nearest"]   # the default of the morning of 2026-11-27
+BASELINE_GUIDANCE = 2.0   # the baseline recipe's own guidance; every other configuration samples with diffusion.py's
+PREVIOUS = ["--ema", "0.999", "--upsample", "nearest"]   # the first round's winner: docs/diffusion.md
 
 
 CONFIGS = {  # name -> diffusion.py flags
@@ -61,7 +61,7 @@ CONFIGS = {  # name -> diffusion.py flags
     "p2-batch32": flags(objective="flow", min_snr=0, patch=2, batch_size=32),
     "p2-cosine": flags(objective="flow", min_snr=0, patch=2, warmup=50, lr_decay="cosine"),
     "p2-lr1e-3": flags(objective="flow", min_snr=0, patch=2, lr=1e-3),
-    # on the default of the morning of 2026-11-27 (flow, patch 2, cosine decay, EMA 0.999, nearest upsampling)
+    # on the first round's winner (flow, patch 2, cosine decay, EMA 0.999, nearest upsampling)
     "previous": PREVIOUS,
     "patch3": PREVIOUS + ["--patch", "3"],
     "patch3-base48": PREVIOUS + ["--patch", "3", "--base", "48"],

@@ -8,7 +8,7 @@ and up, with noise added) and samples of a Gaussian fitted to the training pixel
 each degradation, every rung must score worse than the untouched images, and the held-out images'
 precision and recall must both be at least 0.85.
 
---training: one diffusion run (same seed throughout; the recipe of 2026-11-26, whose constant learning rate makes
+--training: one diffusion run (same seed throughout; v-prediction at full resolution, whose constant learning rate makes
 a snapshot the model a shorter run gives) is trained by `diffusion.py` for 1 minute,
 then resumed to 3 and to 15 minutes; after each part its EMA weights are kept as a snapshot and 1,000
 class-balanced guided samples are drawn with `random_generation.py`. `evaluate.py --samples` scores them:
@@ -37,7 +37,7 @@ from utils.evaluation.evaluator import yardstick  # noqa: E402
 from utils.evaluation.table import markdown_table  # noqa: E402
 
 SNAPSHOT_MINUTES = (1, 3, 15)
-# The default of 2026-11-26, spelled out: v-prediction at full resolution, constant learning rate.
+# A DDPM recipe, spelled out: v-prediction at full resolution, constant learning rate (a snapshot is a shorter run).
 BASELINE = dict(objective="v", schedule="cosine", min_snr=5, batch_size=64, lr=2e-3, base=32, ema=0.999, patch=1,
                 upsample="nearest", warmup=0, lr_decay="none")
 

@@ -11,9 +11,9 @@ pixel:  `diffusion.py --image-size 64` with each of --pixel's settings (by defau
 Each arm runs in its own folder under --workdir (runs/ is ignored by git); a finished step or score found there is
 reused.
 Each model draws 1,000 class-balanced samples twice, with two spaces' sampling defaults ("pixels'", those of pixels
-below 64 px: guidance 1.5 at every step, DPM-Solver++, fp32; "codes'", the latent models' and, since 2026-12-03,
-the 64 px pixel models' too: guidance 3 up to noise-to-signal 7/3, Heun, bf16 where native), scored as evaluate.py does
-(once per --sample-seeds seed: their spread is the noise of a comparison); the bars are issue 20's (FD <= 2x the
+below 64 px: guidance 1.5 at every step, DPM-Solver++, fp32; "codes'", the latent models' and
+the 64 px pixel models': guidance 3 up to noise-to-signal 7/3, Heun, bf16 where native), scored as evaluate.py does
+(once per --sample-seeds seed: their spread is the noise of a comparison); the bars are the bonus's (FD <= 2x the
 blurred-real rung at sigma 1 px, recall >= 0.6x and class accuracy >= the held-out real row's).
 """
 import argparse

@@ -97,8 +97,8 @@ def native_bf16_cpu():
 
 def precision_for(flag, device):
     """--precision auto -> bf16 where the hardware does bfloat16 natively (CUDA; an AMX or AVX512-BF16 CPU, where
-    it measured 1.16x the diffusion model's images/s and 1.39x the AE's at batch 32, at equal quality: README, Part 4),
-    else fp32."""
+    it measured 1.16x the diffusion model's images/s and 1.39x the AE's at batch 32, at equal quality:
+    docs/training_options.md), else fp32."""
     if flag != "auto":
         return flag
     return "bf16" if device.type == "cuda" or (device.type == "cpu" and native_bf16_cpu()) else "fp32"

@@ -91,7 +91,8 @@ def diffusion_report(path="diffusion_report.md"):
         lines += ["## Evaluation", "", f"{report['settings']['features']}; {report['settings']['reference']}.", "",
                   markdown_table(report["rows"]), ""]
     lines += ["## What differs from the DDPM paper", "", *(f"- {text}" for text in changes), "",
-              "Each change's effect on quality per CPU-minute is measured in the README (bench/diffusion_curve.py).", "",
+              "Each change's effect on quality per CPU-minute is measured in docs/diffusion.md "
+              "(bench/diffusion_curve.py).", "",
               "## The denoising process", "",
               "Each pair of rows follows one sample from pure noise (left) to the final image: the noisy image x_t, "
               "and under it the clean image the network predicts at that step.", "",

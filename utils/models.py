@@ -32,7 +32,7 @@ TRAINING_DEFAULTS = {
     "VAE": {"adam": dict(lr=2e-3, batch_size=32, epochs=20, upsample_kernel=4)},
     # The bonus's first stage: 64 px images to a 16x16 grid of 8 channels (encoding_dim: the grid's channels).
     # 8, not Rombach et al.'s 4: on the 16 flowers the reconstructions' recall rose from 0.725 to 0.844 and the
-    # latent model's samples' from 0.61 to 0.68 at the same minutes, at the same cost per step (README, bonus).
+    # latent model's samples' from 0.61 to 0.68 at the same minutes, at the same cost per step (docs/bonus.md).
     # Its length is a number of training images, not of epochs: 10 epochs of the 16 flowers, 61 of the 2,329 lab
     # photos, whose first stage at 10 epochs was still far from converged (recon recall 0.841; 0.903 at 40).
     "LatentAE": {"adam": dict(lr=1e-3, batch_size=32, images=140_000, encoding_dim=8, image_size=64)},

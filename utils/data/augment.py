@@ -1,7 +1,7 @@
 """Training-time augmentation (--augment, the evaluator's classifier, data_analysis.py's preview): flips and crops.
 
 --augment flip keeps the images as they are, mirrored or not; crop (flips and crops) also resamples them, which
-blurs every image a little: on the 16 flowers that cost a latent model FD and recall (README, bonus).
+blurs every image a little: on the 16 flowers that cost a latent model FD and recall (docs/bonus.md).
 
 The random draw and its application are separate so that under torchrun every process draws the
 transforms of the whole global batch (its generator stays in step with the others) and applies its share.

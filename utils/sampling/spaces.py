@@ -19,7 +19,8 @@ class PixelSpace:
     guidance, guidance_max_noise = 1.5, math.inf   # sampling defaults: guided at every step (bench/diffusion_curve.py)
     sampler = "dpm"   # DPM-Solver++(2M), 20 network calls at 20 steps
     # The network's arithmetic (cli.precision_for): at 24 px bf16 autocast sampled no faster (0.7 s per 64 either
-    # way) and scored FD 2.05 / 2.45 against fp32's 2.00 / 2.40 (seeds 0 / 1; bench/diffusion_samplers.py, README)
+    # way) and scored FD 2.05 / 2.45 against fp32's 2.00 / 2.40 (seeds 0 / 1;
+    # bench/diffusion_samplers.py, docs/bonus.md)
     precision = "fp32"
 
     def __init__(self, channels, image_size):
@@ -35,11 +36,11 @@ class PixelSpace:
 class LargePixelSpace(PixelSpace):
     """Pixels at 64 px and more, sampled as the codes are: on the 16 flowers at 64 px (2x2 blocks, 44 minutes of
     training) 1,000 samples scored FD 1.16 / 1.23, recall 0.761 / 0.751 (seeds 0 / 1) this way against 1.53 / 1.60,
-    0.708 / 0.690 with the 24 px defaults above (2026-12-03, README's bonus)."""
+    0.708 / 0.690 with the 24 px defaults above (docs/bonus.md)."""
     guidance, guidance_max_noise = 3.0, 7 / 3
     sampler = "heun"
     # bf16 where the hardware multiplies it natively: 4.7-5.6 s per 64 samples against fp32's 11.6-11.9, FD 1.10 /
-    # 1.20 against 1.16 / 1.23 (the model above, README's bonus)
+    # 1.20 against 1.16 / 1.23 (the model above, docs/bonus.md)
     precision = "auto"
 
 
@@ -50,15 +51,16 @@ class LatentSpace:
                  # variety with them (recall 0.05 clipped, against 0.8 for the decoded real codes)
     # Guided strongly, but only at noise-to-signal ratios up to 2.33 (t <= 0.7 on the straight path): on the 16
     # flowers at 64 px, 1,000 samples scored FD 2.08 / recall 0.541 / class acc 83.3 % this way, against 2.20 /
-    # 0.479 / 87.7 % for guidance 2 and 2.89 / 0.477 / 76.0 % for 1.5 at every step (2026-11-28, README); on the
-    # 8-channel codes 1.33 / 0.675 against 1.78 / 0.672 for 2.5 and 1.70 / 0.676 for 4 up to noise 1 (2026-11-29).
+    # 0.479 / 87.7 % for guidance 2 and 2.89 / 0.477 / 76.0 % for 1.5 at every step; on the
+    # 8-channel codes 1.33 / 0.675 against 1.78 / 0.672 for 2.5 and 1.70 / 0.676 for 4 up to noise 1 (docs/bonus.md).
     guidance, guidance_max_noise = 3.0, 7 / 3
     # Heun's second-order steps (2 network calls each; 2.6 s per 64 samples at 64 px): on the 16 flowers FD 1.17 /
     # 1.24, recall 0.682 / 0.693 (seeds 0 / 1) against DPM-Solver++'s 1.41 / 1.51, 0.662 / 0.675 at 20 steps (1.30 /
     # 0.670 at 40, seed 0); on the 3 lab classes 2.04 / 2.30, 0.793 / 0.778 against 2.77 / 3.03, 0.776 / 0.765
-    # (2026-12-03, README's bonus).
+    # (docs/bonus.md).
     sampler = "heun"
-    precision = "auto"   # bf16 where native: 2.0 s per 64 against fp32's 2.6, FD 1.18 against 1.17 (seed 0, README)
+    # bf16 where native: 2.0 s per 64 samples against fp32's 2.6, FD 1.18 against 1.17 (seed 0; docs/bonus.md)
+    precision = "auto"
 
     def __init__(self, autoencoder, scale):
         self.autoencoder, self.scale = autoencoder.eval().requires_grad_(False), scale
