@@ -50,7 +50,7 @@ def loss_curve(history, title, path, ylabel="loss"):
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
     ax.plot(epochs, [h["valid_loss"] for h in history], "s-", label="validation")
-    best = min(history, key=lambda h: h["valid_loss"])
+    best = min(history, key=lambda h: h["valid_objective"])   # what the best checkpoint was chosen on
     ax.axvline(best["epoch"], color="gray", ls=":", label=f"best (epoch {best['epoch']})")
     ax.set_xlabel("epoch"), ax.set_ylabel(ylabel), ax.set_title(title)
     if min(min(h["train_loss"], h["valid_loss"]) for h in history) > 0:
