@@ -1,4 +1,6 @@
 """Checkpoints: weights plus the configuration that rebuilds the model, written atomically."""
+import errno
+import glob
 import os
 from pathlib import Path
 
@@ -13,12 +15,74 @@ def default_checkpoint(name):
 
 
 def save_checkpoint(path, state):
-    """Write to a temporary file, then rename: a run killed mid-write never leaves a broken checkpoint."""
+    """Write to a temporary file of this process's own, flush it to disk, then rename: a run killed mid-write never
+    leaves a broken checkpoint, and two processes never write into one temporary file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:
+            torch.save(state, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())   # on disk before the rename makes it the checkpoint
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)   # a full disk or Ctrl-C: no half-written file left behind
+            raise
+        sync_folder(path.parent)
+    except OSError as e:
+        raise UserError(cannot_write(path, e)) from None
+    except RuntimeError as e:   # torch's writer reports a full disk as "[enforce fail at inline_container.cc]"
+        raise UserError(f"cannot write {path}: {last_words(e)} (is the disk full? free some space and rerun"
+                        f"{', with --resume' if 'last_' in path.name or 'Best_' in path.name else ''})") from None
+
+
+def cannot_write(path, error):
+    """One line for an OSError while writing `path`: which file, why, and what to do."""
+    if error.errno == errno.ENOSPC:
+        return f"cannot write {path}: the disk is full (free some space and rerun; --resume continues a training)"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {path}: {error.strerror} (make {path.parent} writable, or pass another path)"
+    return f"cannot write {path}: {error.strerror or type(error).__name__}"
+
+
+def last_words(error, limit=100):
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def sync_folder(folder):
+    """fsync the folder, so that the rename itself survives a power cut (where the platform allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True   # it exists, as another user's process
+    return True
+
+
+def clean_stale_temporaries(path):
+    """Delete the temporary files that killed saves of `path` left behind (<name>.<pid>.tmp of dead processes,
+    and the <name>.tmp of older versions)."""
+    path = Path(path)
+    for tmp in path.parent.glob(f"{glob.escape(path.name)}.*tmp"):
+        pid = tmp.name[len(path.name) + 1:-len(".tmp")]
+        if tmp.name == f"{path.name}.tmp" or (pid.isdigit() and not pid_alive(int(pid))):
+            tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path, model=None, image_size=None):
@@ -55,3 +119,19 @@ def load_resume(path, model, image_size=None):
     if "state" not in ckpt:
         raise UserError(f"{path} is a best-model checkpoint, not a resume file")
     return ckpt
+
+
+def recorded_best(path):
+    """(validation objective, epoch, validation loss) that a best-model checkpoint records; None when there is no
+    readable one. A resumed run replaces the Best file only with a better model than this."""
+    if not Path(path).exists():
+        return None
+    try:
+        ckpt = load_checkpoint(path)
+    except UserError:
+        return None
+    if "valid_loss" not in ckpt:
+        return None
+    entry = next((h for h in ckpt.get("history") or [] if h.get("epoch") == ckpt.get("epoch")), {})
+    objective = ckpt.get("valid_objective", entry.get("valid_objective", ckpt["valid_loss"]))
+    return dict(objective=objective, epoch=ckpt.get("epoch"), valid_loss=ckpt["valid_loss"])

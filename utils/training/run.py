@@ -2,6 +2,7 @@
 fit() -> loss curve and summary. Each trainer (train_script.py, diffusion.py) adds only what is its own: its
 flags, its model settings, how to build the model and its loss, and its header lines."""
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,9 @@ from utils.data.dataset import load_dataset, load_training_data
 from utils.errors import UserError
 from utils.figures import loss_curve
 from utils.training import distributed
-from utils.training.checkpoint import load_resume, resume_path_for
+from utils.training.checkpoint import (clean_stale_temporaries, load_checkpoint, load_resume, recorded_best,
+                                       resume_path_for)
+from utils.training.lock import TrainingLock
 from utils.training.train import RESUME_SCHEDULE, Run, fit, fmt_loss
 
 FLAG_OF = {"labels_file": "labels", "objects_file": "objects"}   # configuration key -> its flag, where they differ
@@ -30,6 +33,9 @@ def add_run_flags(p, checkpoint):
                         f"{RESUME_SCHEDULE}); data, split and every model setting come from it, and a flag "
                         "that contradicts them is an error; --epochs, --minutes, --device, --threads, --precision "
                         "and --compile may change")
+    p.add_argument("--force", action="store_true",
+                   help="replace a --checkpoint that holds another kind of model, or a model trained on other data "
+                        "than the synthetic set this run falls back to")
     cli.add_training_flags(p)
     cli.add_label_flags(p)
 
@@ -48,7 +54,37 @@ def parse(p, argv=None):
             action.default = default
     if not 0 < args.valid_fraction <= 0.5:
         cli.fail(f"--valid-fraction must be in (0, 0.5], got {args.valid_fraction}")
+    if getattr(args, "lr", None) is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        cli.fail(f"--lr must be a positive number, got {args.lr:g}")
+    if args.image_size is not None and args.image_size < 1:
+        cli.fail(f"--image-size must be at least 1, got {args.image_size}")
     return args
+
+
+def check_replaceable(args, model_name, data):
+    """A new run may replace its --checkpoint only when it holds the same kind of model, and the synthetic set that
+    stands in for a missing ./flowers never replaces a model trained on real images; --force replaces anyway."""
+    if args.force or not Path(args.checkpoint).exists():
+        return
+    try:
+        config = load_checkpoint(args.checkpoint)["config"]
+    except UserError:
+        cli.fail(f"--checkpoint {args.checkpoint} exists and is not a checkpoint of this project: pass another "
+                 "--checkpoint, or --force to replace it")
+    if config["model"] != model_name:
+        cli.fail(f"--checkpoint {args.checkpoint} holds a {config['model']} model, not {model_name}: pass another "
+                 "--checkpoint, or --force to replace it")
+    if args.data is None and data.source == "synthetic" and config.get("data") != "synthetic":
+        cli.fail(f"./flowers not found, and the synthetic set would replace {args.checkpoint} (trained on "
+                 f"{config.get('data')}): pass --data DIR, or --data synthetic to replace it")
+
+
+def claim(args):
+    """The main process alone writes: one training per checkpoint, and killed saves' leftovers cleaned."""
+    if distributed.is_main():
+        TrainingLock(args.checkpoint).acquire()
+        for path in (args.checkpoint, args.resume_path):
+            clean_stale_temporaries(path)
 
 
 def same(typed, saved):
@@ -79,9 +115,14 @@ def start(args, model_name, settings):
         saved = load_resume(args.resume_path, model_name)
         check_flags(args, saved["config"])
         config = dict(saved["config"], precision=args.precision)
-        return config, saved["state"], load_training_data(config, quiet=True), device
+        data = load_training_data(config, quiet=True)
+        claim(args)
+        args.best_on_disk = recorded_best(args.checkpoint)
+        return config, saved["state"], data, device
     data = load_dataset(args.data, args.image_size, args.valid_fraction, args.split_seed, labels_file=args.labels,
                         objects_file=args.objects)
+    check_replaceable(args, model_name, data)
+    claim(args)
     config = dict(model=model_name, image_size=data.image_size, channels=data.channels, data=data.source,
                   classes=data.classes, multi_label=data.multi_label, labels_file=args.labels,
                   objects_file=args.objects, split_seed=args.split_seed, valid_fraction=args.valid_fraction,
@@ -105,11 +146,14 @@ def train(model, loss_fn, data, recipe, args, config, state, device, loss_unit, 
     """fit() on the run's split, then (on the main process) the loss curve and the summary; returns the history."""
     history, started = [], time.perf_counter()
     run = Run(args.checkpoint, config, args.resume_path, state, log=lambda line: print(line, flush=True),
-              on_epoch_end=on_epoch_end, until=until, history=history)
+              on_epoch_end=on_epoch_end, until=until, history=history, best=getattr(args, "best_on_disk", None))
     name = Path(args.checkpoint).stem.removeprefix("Best_")
     curve_title = curve_title or f"{name}: {loss_unit}"
     try:
         fit(model, loss_fn, data.subset("train"), data.subset("valid"), recipe, run, device)
+    except UserError:   # a diverged run or a failed write: its one line, and no figure
+        history.clear()
+        raise
     finally:  # after Ctrl-C too: the curve and the summary of the epochs that finished
         if history and distributed.is_main():
             loss_curve(history, curve_title, f"vis/loss_{name}.png", ylabel=loss_unit)
@@ -120,9 +164,10 @@ def train(model, loss_fn, data, recipe, args, config, state, device, loss_unit, 
         return history
     seconds = time.perf_counter() - started
     took = f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f} min"
-    best = min(history, key=lambda h: h.get("valid_objective", h["valid_loss"]))
     print(f"done       {len(history)} epochs in {took}; final train {fmt_loss(history[-1]['train_loss'])}, "
           f"valid {fmt_loss(history[-1]['valid_loss'])}")
-    print(f"best       epoch {best['epoch']}: valid {fmt_loss(best['valid_loss'])} -> {args.checkpoint}")
+    # What the Best file holds: after --resume that can be an epoch the resume file never saw.
+    print(f"best       epoch {run.best['epoch']}: valid {fmt_loss(run.best['valid_loss'])} -> {args.checkpoint}"
+          if run.best else f"best       no epoch improved on the resumed run's best; {args.checkpoint} not written")
     print(f"curve      vis/loss_{name}.png")
     return history

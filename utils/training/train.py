@@ -13,6 +13,7 @@ from tqdm import tqdm
 from utils.data.augment import apply_transforms, augment_mode, random_transforms
 from utils.seeds import stable_seed
 from utils.training import distributed
+from utils.errors import UserError
 from utils.training.checkpoint import save_checkpoint
 
 # The resume file holds weights and optimizer moments (~13 MB for the autoencoders, ~25 ms to write): after
@@ -330,6 +331,15 @@ class Run:
     on_epoch_end: object = None
     until: object = None
     history: list = field(default_factory=list)
+    best: dict = None   # what the Best file records (objective, epoch, valid_loss): a new best must beat it
+
+
+def diverged(epoch, train_loss, valid_objective, run):
+    """The one line that ends a run whose loss is no longer a number, saying what the Best file holds."""
+    what, value = ("training", train_loss) if not math.isfinite(train_loss) else ("validation", valid_objective)
+    kept = (f"{run.checkpoint_path} keeps epoch {run.best['epoch']} (valid {fmt_loss(run.best['valid_loss'])})"
+            if run.best else "nothing was saved")
+    return UserError(f"epoch {epoch}: the {what} loss is {value}, training diverged (try a smaller --lr); {kept}")
 
 
 def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
@@ -371,6 +381,8 @@ def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
                                      budget_progress(history, epochs, minutes, started, steps))
             valid_objective, valid_loss = evaluate(ema.model if ema is not None else model, loss_fn, valid_images,
                                                    valid_labels, device, epoch)
+            if not (math.isfinite(train_loss) and math.isfinite(valid_objective)):
+                raise diverged(epoch, train_loss, valid_objective, run)
             if recipe.scheduler is not None:
                 recipe.scheduler.step()
             seconds = time.perf_counter() - t0
@@ -378,10 +390,16 @@ def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
                                 valid_objective=valid_objective, lr=lr, seconds=seconds,
                                 images_per_s=len(train_images) / seconds))
             improved = early_stopping.step(valid_objective)
+            # After --resume the Best file may hold a later, better epoch than the resume file knew of (a kill
+            # between their writes): only a model better than that one replaces it.
+            improved = improved and (run.best is None or valid_objective < run.best["objective"])
             if improved and main:  # the unwrapped model's weights: no DDP or torch.compile prefixes
                 save_checkpoint(run.checkpoint_path, dict(
                     config=run.config, model=model.state_dict(), ema=ema.model.state_dict() if ema else None,
-                    epoch=epoch, train_loss=train_loss, valid_loss=valid_loss, history=history))
+                    epoch=epoch, train_loss=train_loss, valid_loss=valid_loss, valid_objective=valid_objective,
+                    history=history))
+            if improved:
+                run.best = dict(objective=valid_objective, epoch=epoch, valid_loss=valid_loss)
             if resume_writer:
                 resume_writer.epoch_done(epoch, training_state(model, recipe, history, generator))
             counter = f"{epoch:3d}" if minutes is not None else f"{epoch:3d}/{epochs}"  # a budget has no epoch count
@@ -396,13 +414,14 @@ def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
             if run.until is not None and run.until(history):
                 log("target reached")
                 break
-    except KeyboardInterrupt:
-        # The state at the last epoch's end is the one to resume from: a half-done epoch is not.
+    except (KeyboardInterrupt, UserError):
+        # The state at the last epoch's end is the one to resume from: a half-done (or diverged) epoch is not.
         if resume_writer:
             resume_writer.flush()
-        log(f"interrupted after {len(history)} epoch(s); the best model so far is kept"
-            + (f", and {run.resume_path} resumes from epoch {len(history)} (--resume)" if run.resume_path and history
-               else ""))
+        if sys.exc_info()[0] is KeyboardInterrupt:
+            log(f"interrupted after {len(history)} epoch(s); the best model so far is kept"
+                + (f", and {run.resume_path} resumes from epoch {len(history)} (--resume)"
+                   if run.resume_path and history else ""))
         raise
     if resume_writer:
         resume_writer.flush()
