@@ -127,8 +127,8 @@ def test_run_lab_writes_every_submission_file(tiny_flowers, workdir, capsys, mon
 
 def test_the_lab_keeps_its_minutes_by_shortening_diffusion_on_a_slow_machine():
     default = diffusion.MINUTES
-    assert run_lab.diffusion_minutes(70, 5) == default      # this machine: Parts 1-3 in 70 s, the full budget
-    slow = run_lab.diffusion_minutes(135, 5)                # 2026-11-29's slower machine: 135 s
+    assert run_lab.diffusion_minutes(70, 5) == default      # machine D: Parts 1-3 in 70 s, the full budget
+    slow = run_lab.diffusion_minutes(135, 5)                # machine C (docs/machines.md): 135 s
     assert run_lab.MIN_DIFFUSION_MINUTES < slow < default
     assert 135 * (1 + run_lab.AFTER_SHARE) + slow * 60 == pytest.approx(5 * 60, abs=1)   # the rest kept back
     assert run_lab.diffusion_minutes(400, 5) == run_lab.MIN_DIFFUSION_MINUTES   # never below the floor
@@ -146,8 +146,8 @@ def check_report_and_page(workdir):
     report = (workdir / "diffusion_report.md").read_text()
     for figure in re.findall(r"!\[[^]]*\]\(([^)]+)\)", report):
         assert (workdir / figure).exists(), figure
-    ckpt = torch.load(workdir / "models/Best_diffusion.pth", weights_only=True)
-    assert f"{len(ckpt['history'])} epochs in" in report and f"base width {ckpt['config']['base']}," in report
+    ckpt = torch.load(workdir / "models/last_diffusion.pth", weights_only=True)   # the whole run's epochs
+    assert f"{len(ckpt['state']['history'])} epochs in" in report and f"base width {ckpt['config']['base']}," in report
     evaluation = json.loads((workdir / "vis/report.json").read_text())
     assert f"{evaluation['rows'][0]['fd']:.2f}" in report
     page = (workdir / "vis/index.html").read_text()

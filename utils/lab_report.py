@@ -12,7 +12,7 @@ from pathlib import Path
 from utils.evaluation.table import html_table, markdown_table
 from utils.generators import GENERATORS
 from utils.sampling.objectives import OBJECTIVES
-from utils.training.checkpoint import load_checkpoint, resume_path_for
+from utils.training.checkpoint import load_checkpoint, load_resume, resume_path_for
 
 # What this diffusion model does differently from the DDPM paper (Ho et al. 2020), by configuration key.
 INNOVATIONS = [
@@ -58,7 +58,7 @@ def training_summary(path):
     epochs and minutes are the whole run's, from the resume file beside it: the best model's own history stops at
     the epoch it was saved."""
     ckpt, resume = load_checkpoint(path), resume_path_for(path)
-    history = load_checkpoint(resume, resume=True)["state"]["history"] if resume.exists() else ckpt["history"]
+    history = (load_resume(resume, ckpt["config"]["model"])["state"] if resume.exists() else ckpt)["history"]
     weights = ckpt.get("ema") or ckpt["model"]
     return dict(config=ckpt["config"], parameters=sum(v.numel() for v in weights.values() if v.is_floating_point()),
                 epochs=len(history), minutes=sum(h["seconds"] for h in history) / 60,
