@@ -126,3 +126,13 @@ def test_submission_table_lists_what_run_lab_writes():
     assert sorted(listed) == sorted(run_lab.ARTEFACTS), (
         f"in the README only: {sorted(set(listed) - set(run_lab.ARTEFACTS))}; "
         f"written by run_lab.py only: {sorted(set(run_lab.ARTEFACTS) - set(listed))}")
+
+
+def test_every_number_in_the_readme_is_in_a_docs_page():
+    """The README summarises docs/: a number it states must be in a page that says which command measured it."""
+    readme = (ROOT / "README.md").read_text().split("\n## References")[0]
+    readme = re.sub(r"\]\([^)]*\)|<img[^>]*>", "]", readme)    # link targets and image tags are not claims
+    docs = " ".join(page.read_text() for page in DOCS[1:])
+    numbers = set(re.findall(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?(?![\w])", readme))
+    missing = sorted(n for n in numbers if not re.search(rf"(?<![\w.]){re.escape(n)}(?![\w])", docs))
+    assert not missing, f"numbers in README.md that no docs page holds: {missing}"
