@@ -68,7 +68,8 @@ class LatentSpace:
 
     @torch.no_grad()
     def encode(self, images):
-        return self.autoencoder.encode(images) * self.scale
+        # float32 whatever the caller's autocast: the training noise, its target and the loss are computed on these
+        return self.autoencoder.encode(images).float() * self.scale
 
     @torch.no_grad()
     def decode(self, z):
