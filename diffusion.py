@@ -24,7 +24,7 @@ from utils.sampling.paths import Discrete, Straight, make_betas
 from utils.sampling.samplers import SAMPLERS, per_sample_noise, sample_generators
 from utils.sampling.spaces import make_space, new_latent, space_kind
 from utils.training import distributed, run
-from utils.training.checkpoint import default_checkpoint, load_checkpoint
+from utils.training.checkpoint import default_checkpoint, figure_name, load_checkpoint
 from utils.training.train import EMA, EarlyStopping, Recipe, autocast, make_optimizer
 
 CHECKPOINT = default_checkpoint("diffusion")
@@ -468,6 +468,9 @@ def settings(args):
                                                     data.subset("train")[0]) if args.latent else None)
 
 
+    if not (0 <= args.p_uncond <= 1 and 0 <= args.ema < 1 and args.min_snr >= 0):
+        cli.fail(f"--p-uncond must be in [0, 1], --ema in [0, 1) and --min-snr at least 0; got {args.p_uncond:g}, "
+                 f"{args.ema:g} and {args.min_snr:g}")
 def main(argv=None):
     try:
         train(get_args(argv))
@@ -518,8 +521,9 @@ def train(args):
     if not history or not distributed.is_main():  # the main process draws the final figures
         return
     best_model, ckpt = load(checkpoint=args.checkpoint, device=device)
-    sample_grid(best_model, ckpt["config"], "vis/random_images_diffusion.png", args.seed, device, options)
-    denoise_figure(best_model, ckpt["config"], "vis/denoise_process_diffusion.png", args.seed, device,
+    name = figure_name(args.checkpoint, "diffusion")   # another --checkpoint's figures never replace the default's
+    sample_grid(best_model, ckpt["config"], f"vis/random_images_{name}.png", args.seed, device, options)
+    denoise_figure(best_model, ckpt["config"], f"vis/denoise_process_{name}.png", args.seed, device,
                    steps=args.film_steps)
     print("wrote      vis/random_images_diffusion.png, vis/denoise_process_diffusion.png")
 

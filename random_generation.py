@@ -13,6 +13,7 @@ from utils import cli
 from utils.data.multilabel import describe, parse_label_set
 from utils.figures import image_grid
 from utils.generators import SamplingOptions, generator
+from utils.training.checkpoint import check_writable, figure_name
 
 BATCH = 256   # images generated at a time for --n
 
@@ -95,6 +96,9 @@ def main(argv=None):
         cli.fail("--n needs --out-dir (the folder for the individual PNGs)")
     if args.interpolate and args.n:
         cli.fail("--interpolate writes one figure; leave out --n")
+    check_writable("vis")
+    if args.n:
+        check_writable(args.out_dir, "--out-dir")
     device = cli.setup(args)
     model, ckpt = kind.load(args.checkpoint, device, args.image_size)
     config, options = ckpt["config"], SamplingOptions(args.guidance, args.sampler, args.steps, args.prior,
@@ -103,7 +107,7 @@ def main(argv=None):
     if args.interpolate:
         print(f"wrote {kind.api.interpolation(model, ckpt, args.seed, device, options, condition, data=args.data)}")
         return
-    path = f"vis/random_images_{args.model}{'_gmm' * (args.prior == 'gmm')}.png"
+    path = f"vis/random_images_{figure_name(args.checkpoint, args.model)}{'_gmm' * (args.prior == 'gmm')}.png"
     if condition is not None:
         label, name = condition
         guidance_text = "its default guidance" if args.guidance is None else f"guidance {args.guidance:g}"

@@ -9,6 +9,11 @@ from utils.training import distributed, run
 from utils.training.train import EarlyStopping, Recipe, make_optimizer, make_scheduler
 
 
+# Flags that only some models use: typed for another model, they would be saved and silently ignored.
+ONLY_FOR = {"recon": ("VAE",), "stages": ("VAE",), "beta": ("VAE",), "kl_warmup": ("VAE",),
+            "gradient_weight": ("LatentAE",), "upsample_kernel": ("AE", "VAE")}
+
+
 def get_args(argv=None, default_model=None):
     p = cli.parser(__doc__, epilog="defaults per model and optimizer: " + "; ".join(
         f"{m} {o}: lr {d['lr']:g}, batch {d['batch_size']}, "
@@ -57,6 +62,12 @@ def get_args(argv=None, default_model=None):
     for flag in ("epochs", "batch_size", "encoding_dim"):
         if (value := getattr(args, flag)) is not None and value < 1:
             cli.fail(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    for flag, models in ONLY_FOR.items():
+        if flag in args.typed and args.model not in models:
+            cli.fail(f"--{flag.replace('_', '-')} applies to {' and '.join(models)} only, not {args.model}: leave it out")
+    for flag in ("beta", "kl_warmup", "min_delta", "gradient_weight"):
+        if not getattr(args, flag) >= 0:
+            cli.fail(f"--{flag.replace('_', '-')} must be at least 0, got {getattr(args, flag)}")
     multiple = SIZE_MULTIPLE.get(args.model, 4)
     if args.image_size % multiple:
         cli.fail(f"--image-size must be a multiple of {multiple} for {args.model}, got {args.image_size}")

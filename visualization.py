@@ -5,6 +5,9 @@ from utils import cli
 from utils.data.dataset import load_training_data, to_float
 from utils.figures import image_rows
 from utils.generators import generator
+from utils.training.checkpoint import figure_name
+
+MAX_N = 50   # images per row: a figure of thousands is unreadable, and huge
 
 
 def main(argv=None):
@@ -14,8 +17,8 @@ def main(argv=None):
     p.add_argument("--checkpoint", default=None, help="default models/Best_<MODEL>.pth")
     args = p.parse_args(argv)
     kind = generator(args.model, need="reconstructs")
-    if args.n < 1:
-        cli.fail(f"--n must be at least 1, got {args.n}")
+    if not 1 <= args.n <= MAX_N:
+        cli.fail(f"--n must be between 1 and {MAX_N} (images per row of the figure), got {args.n}")
     device = cli.setup(args)
     model, ckpt = kind.load(args.checkpoint, device, args.image_size)
     # The checkpoint knows its data, size and split: the figure shows exactly the images it was trained on.
@@ -26,7 +29,7 @@ def main(argv=None):
         originals = to_float(data.images[chosen]).to(device)
         recon = kind.api.reconstruct(model, originals)
         mse = torch.mean((recon - originals) ** 2).item()
-        path = f"vis/{split}_{args.model}.png"
+        path = f"vis/{split}_{figure_name(args.checkpoint, args.model)}.png"
         image_rows([originals, recon], ["original", "reconstruction"],
                    f"{args.model} on {split} images (epoch {ckpt['epoch']}, MSE {mse:.4f})", path)
         print(f"wrote {path}")

@@ -1,5 +1,6 @@
 """The flags every script shares, device and thread set-up, and one-line errors."""
 import argparse
+import math
 import os
 import random
 import sys
@@ -16,6 +17,26 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         # One line, not argparse's usage block: the mistake is what the user needs to see.
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        # float() reads "nan" happily, and a NaN flag poisons whatever it touches without an error: refused here.
+        parsed, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:
+            value = getattr(parsed, action.dest, None)
+            if isinstance(value, float) and math.isnan(value) and action.option_strings:
+                self.error(f"argument {action.option_strings[-1]}: must be a number, got nan")
+        return parsed, extras
+
+
+def at_least(minimum, kind=int, finite=False):
+    """An argparse type: a number >= minimum (finite=True: and not inf), else argparse's one-line error."""
+    def parse(text):
+        value = kind(text)
+        if not value >= minimum or (finite and math.isinf(value)):
+            raise argparse.ArgumentTypeError(f"must be {'a finite number ' * finite}at least {minimum}, got {text}")
+        return value
+    parse.__name__ = kind.__name__   # argparse names the type in "invalid int value"
+    return parse
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -69,10 +90,10 @@ def add_sampling_flags(p, what, precision=True):
     """--guidance, --sampler, --steps and --precision: how a diffusion model draws its samples (precision=False: a
     trainer's --precision already covers its samples)."""
     defaults = SamplingOptions()
-    p.add_argument("--guidance", type=float, default=None,
+    p.add_argument("--guidance", type=at_least(0.0, float, finite=True), default=None,
                    help=f"classifier-free guidance weight of {what} (0 unconditional, 1 conditional, more is sharper; "
                         "default: the model's, 1.5 on pixels below 64 px, 3 on codes and at 64 px)")
-    p.add_argument("--guidance-max-noise", type=float, default=None, metavar="S/A",
+    p.add_argument("--guidance-max-noise", type=at_least(0.0, float), default=None, metavar="S/A",
                    help="guide only the steps whose noise-to-signal ratio is at most this, the noisier ones purely "
                         "conditionally (more variety; default: the model's, inf (every step) on pixels below 64 px, "
                         "7/3 = 2.333... (t <= 0.7 on the straight path) on codes and at 64 px: 2.33 guides one step "
@@ -81,7 +102,7 @@ def add_sampling_flags(p, what, precision=True):
                    help="deterministic DPM-Solver++(2M) (as good as DDIM in fewer steps), DDIM (= Euler), Heun "
                         "(second order, two network calls a step), or ancestral DDPM (all T steps of a DDPM model); "
                         "default: the model's, dpm on pixels below 64 px, heun on codes and at 64 px")
-    p.add_argument("--steps", type=int, default=defaults.steps, help="steps of the deterministic samplers (and of ddpm for flow)")
+    p.add_argument("--steps", type=at_least(1), default=defaults.steps, help="steps of the deterministic samplers (and of ddpm for flow)")
     if precision:
         p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
                        help="the diffusion network's arithmetic: bf16 autocast, or auto (bf16 where the hardware "

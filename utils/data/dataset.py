@@ -1,5 +1,6 @@
 """Image folders -> one cached uint8 tensor (+ labels, class names) and a fixed stratified split."""
 import hashlib
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,16 +51,23 @@ def to_float(images_uint8):
 
 
 def list_images(root):
-    """(class name, [image paths]) per class sub-folder; hidden and non-image files are skipped."""
+    """(class name, [image paths]) per class sub-folder; hidden and non-image files are skipped, and so are broken
+    links (dangling, or looping), counted in a warning like unreadable images."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"data folder not found: {root} (or name a dataset: {', '.join(DATASETS)} or synthetic)")
-    classes = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in folder.iterdir()
-                       if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
-        if files:
-            classes.append((folder.name, files))
+    classes, broken = [], 0
+    try:
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            names = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+            files = sorted(p for p in names if p.is_file())   # False for a dangling or looping link
+            broken += len(names) - len(files)
+            if files:
+                classes.append((folder.name, files))
+    except OSError as e:   # no permission to list a folder
+        raise UserError(f"cannot read {e.filename or root}: {e.strerror} (check its permissions)") from None
+    if broken:
+        print(f"warning: skipped {broken} unreadable image file(s) in {root} (broken links)", file=sys.stderr)
     if not classes:
         raise UserError(f"no images found in {root}: expected one sub-folder of images per class")
     return classes
@@ -137,7 +145,16 @@ def resolve_source(data):
     """--data as given, else ./flowers when it exists, else the built-in synthetic set."""
     if data is not None:
         return data
-    return "flowers" if Path("flowers").is_dir() else "synthetic"
+    flowers = Path("flowers")
+    if not os.path.lexists(flowers):
+        return "synthetic"
+    # There but unusable: an error, not a quiet fall-back whose models would replace those trained on the photos.
+    if not flowers.is_dir():
+        raise UserError("./flowers exists but is not a folder (a dangling link, or a file): fix or remove it, or "
+                        "pass --data DIR (--data synthetic for the built-in set)")
+    if not os.access(flowers, os.R_OK | os.X_OK):
+        raise UserError("./flowers is not readable (permissions): chmod u+rx flowers, or pass --data DIR")
+    return "flowers"
 
 
 def load_dataset(data=None, image_size=24, valid_fraction=0.1, split_seed=0, quiet=False,

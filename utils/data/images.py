@@ -14,9 +14,25 @@ def load_image(path, image_size):
     import torchvision.transforms.functional as TF
     from PIL import Image
     with Image.open(path) as img:
-        img = img.convert("RGB")  # grayscale, palette and RGBA all become RGB
-        pixels = TF.pil_to_tensor(img)
+        pixels = TF.pil_to_tensor(eight_bit(img).convert("RGB"))  # grayscale, palette and RGBA all become RGB
     return resize(pixels, image_size)
+
+
+def eight_bit(img):
+    """PIL's integer and float modes (16-bit PNGs open as I;16) scaled to 8 bits: convert("RGB") would clip them
+    at 255, turning a 16-bit image almost white. 16-bit values are divided by 257 (65535 -> 255); 32-bit integer
+    and float images are taken as 16-bit when they exceed 255, as [0, 1] floats when a float image stays within 1."""
+    if not (img.mode.startswith("I") or img.mode == "F"):
+        return img
+    import numpy as np
+    from PIL import Image
+    values = np.asarray(img, dtype=np.float64)
+    top = values.max(initial=0)
+    if img.mode.startswith("I;16") or top > 255:
+        values = values / 257
+    elif img.mode == "F" and top <= 1:
+        values = values * 255
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
 
 
 def resize(pixels, image_size):

@@ -2,6 +2,7 @@
 import errno
 import glob
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -12,6 +13,14 @@ from utils.errors import UserError
 def default_checkpoint(name):
     """Where a model's best weights go unless --checkpoint says otherwise."""
     return f"models/Best_{name}.pth"
+
+
+def figure_name(checkpoint, name):
+    """The name in a script's figure files: the model's for its default checkpoint, else the checkpoint's own
+    (models/Best_AE_SGD.pth -> AE_SGD), so that a figure of another checkpoint never replaces the default's."""
+    if checkpoint is None or Path(checkpoint).resolve() == Path(default_checkpoint(name)).resolve():
+        return name
+    return Path(checkpoint).stem.removeprefix("Best_")
 
 
 def save_checkpoint(path, state):
@@ -35,6 +44,22 @@ def save_checkpoint(path, state):
     except RuntimeError as e:   # torch's writer reports a full disk as "[enforce fail at inline_container.cc]"
         raise UserError(f"cannot write {path}: {last_words(e)} (is the disk full? free some space and rerun"
                         f"{', with --resume' if 'last_' in path.name or 'Best_' in path.name else ''})") from None
+
+
+def check_writable(folder, flag=None):
+    """Create `folder` if needed and write a scratch file into it: a read-only, full or misnamed folder is a
+    one-line UserError before the work whose results would go there (os.access says yes to root, wrongly)."""
+    folder = Path(folder)
+    named = f"{flag} {folder}" if flag else str(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{named} is a file, not a folder: pass a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder) as f:
+            f.write(b"x")
+    except OSError as e:
+        raise UserError(cannot_write(folder, e).replace(f"cannot write {folder}", f"cannot write into {named}"))
+    return folder
 
 
 def cannot_write(path, error):
@@ -85,8 +110,9 @@ def clean_stale_temporaries(path):
             tmp.unlink(missing_ok=True)
 
 
-def load_checkpoint(path, model=None, image_size=None):
-    """Load with weights_only=True; a wrong model name or image size is a one-line UserError."""
+def load_checkpoint(path, model=None, image_size=None, resume=False):
+    """Load with weights_only=True; a wrong model name or image size, or a resume file where a best model is wanted
+    (resume=False), is a one-line UserError."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"checkpoint not found: {path}")
@@ -97,6 +123,10 @@ def load_checkpoint(path, model=None, image_size=None):
     config = ckpt.get("config") if isinstance(ckpt, dict) else None
     if not isinstance(config, dict) or "model" not in config:
         raise UserError(f"{path} is not a checkpoint of this project (no configuration inside)")
+    if "state" in ckpt and not resume:
+        best = path.with_name(f"Best_{path.stem.removeprefix('last_')}{path.suffix}")
+        raise UserError(f"{path} is a resume file (the state --resume continues from), not a trained model: pass "
+                        f"{best}")
     if model is not None and config["model"] != model:
         raise UserError(f"{path} is a checkpoint of {config['model']}, not {model}")
     if image_size is not None and config["image_size"] != image_size:
@@ -115,7 +145,7 @@ def load_resume(path, model, image_size=None):
     if not Path(path).exists():
         raise UserError(f"--resume: no resume file {path} (it is written after the first epoch: train once without "
                         f"--resume, with the same --checkpoint)")
-    ckpt = load_checkpoint(path, model=model, image_size=image_size)
+    ckpt = load_checkpoint(path, model=model, image_size=image_size, resume=True)
     if "state" not in ckpt:
         raise UserError(f"{path} is a best-model checkpoint, not a resume file")
     return ckpt

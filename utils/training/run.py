@@ -14,7 +14,7 @@ from utils.data.dataset import load_dataset, load_training_data
 from utils.errors import UserError
 from utils.figures import loss_curve
 from utils.training import distributed
-from utils.training.checkpoint import (clean_stale_temporaries, load_checkpoint, load_resume, recorded_best,
+from utils.training.checkpoint import (check_writable, clean_stale_temporaries, load_checkpoint, load_resume, recorded_best,
                                        resume_path_for)
 from utils.training.lock import TrainingLock
 from utils.training.train import RESUME_SCHEDULE, Run, fit, fmt_loss
@@ -82,6 +82,8 @@ def check_replaceable(args, model_name, data):
 def claim(args):
     """The main process alone writes: one training per checkpoint, and killed saves' leftovers cleaned."""
     if distributed.is_main():
+        for folder in (Path(args.checkpoint).parent, Path("vis")):   # found now, not after the training
+            check_writable(folder)
         TrainingLock(args.checkpoint).acquire()
         for path in (args.checkpoint, args.resume_path):
             clean_stale_temporaries(path)

@@ -1,0 +1,235 @@
+"""Bad input and failed runs: one line naming the problem, before any work, and nothing saved that a run did not
+finish (docs/faults.md has the table). kill -9 and concurrent runs: tests/test_faults_kill.py."""
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import random_generation
+import train_script
+import utils.training.train
+import visualization
+from utils import cli
+from utils.data.dataset import list_images, resolve_source
+from utils.data.images import load_image
+from utils.errors import UserError
+from utils.training import checkpoint as checkpoint_module
+from utils.training.checkpoint import figure_name, load_checkpoint, save_checkpoint
+
+
+def one_line_error(capsys, main, argv):
+    """Run a script's main as the command line does; its exit status and its single stderr line."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(lambda: main(argv))
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return exit_info.value.code, err
+
+
+def train(tiny, *flags):
+    train_script.main(["--data", str(tiny), "--threads", "1", "--epochs", "1", *flags])
+
+
+def fingerprint(path):
+    return Path(path).read_bytes()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "AE", "--lr", "inf"], "--lr must be a positive number, got inf"),
+    (["--model", "AE", "--lr", "-1"], "--lr must be a positive number, got -1"),
+    (["--model", "AE", "--lr", "nan"], "argument --lr: must be a number, got nan"),
+    (["--model", "AE", "--image-size", "0"], "--image-size must be at least 1, got 0"),
+    (["--model", "AE", "--image-size", "-8"], "--image-size must be at least 1, got -8"),
+    (["--model", "VAE", "--beta", "-1"], "--beta must be at least 0, got -1.0"),
+    (["--model", "VAE", "--kl-warmup", "-4"], "--kl-warmup must be at least 0, got -4"),
+    (["--model", "AE", "--recon", "bce"], "--recon applies to VAE only, not AE"),
+    (["--model", "MLPAE", "--beta", "2"], "--beta applies to VAE only, not MLPAE"),
+])
+def test_bad_training_flags_are_one_line_before_any_work(argv, message, workdir, capsys):
+    code, err = one_line_error(capsys, train_script.main, argv)
+    assert code == 2 and message in err
+    assert not (workdir / "models").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--guidance", "nan"], "argument --guidance: must be a finite number at least 0.0, got nan"),
+    (["--guidance", "inf"], "got inf"),
+    (["--steps", "0"], "argument --steps: must be at least 1, got 0"),
+    (["--steps", "-3"], "argument --steps: must be at least 1, got -3"),
+])
+def test_bad_sampling_flags_are_refused(flags, message, workdir, capsys):
+    code, err = one_line_error(capsys, random_generation.main, ["--model", "diffusion", *flags])
+    assert code == 2 and message in err
+
+
+def test_diffusion_refuses_impossible_settings(workdir, capsys):
+    import diffusion
+    code, err = one_line_error(capsys, diffusion.main, ["--p-uncond", "2"])
+    assert code == 2 and "--p-uncond must be in [0, 1]" in err
+
+
+def test_a_diverged_run_stops_in_one_line_and_keeps_the_last_good_best(tiny_flowers, workdir, capsys, monkeypatch):
+    train(tiny_flowers, "--model", "MLPAE", "--epochs", "2")
+    best = fingerprint("models/Best_MLPAE.pth")
+    real_epoch = utils.training.train.train_epoch
+    monkeypatch.setattr(utils.training.train, "train_epoch",
+                        lambda *a, **k: float("nan") if a[6] == 3 else real_epoch(*a, **k))
+    capsys.readouterr()
+    code, err = one_line_error(capsys, train_script.main, ["--model", "MLPAE", "--threads", "1", "--epochs", "4",
+                                                           "--resume"])
+    assert code == 2
+    assert err.startswith("error: epoch 3: the training loss is nan, training diverged (try a smaller --lr); "
+                          "models/Best_MLPAE.pth keeps epoch ")
+    assert fingerprint("models/Best_MLPAE.pth") == best
+    assert torch.load("models/last_MLPAE.pth", weights_only=True)["epoch"] == 2   # resumes from the last good epoch
+
+
+def test_a_diverged_first_epoch_claims_no_checkpoint(tiny_flowers, workdir, capsys, monkeypatch):
+    monkeypatch.setattr(utils.training.train, "train_epoch", lambda *a, **k: float("inf"))
+    code, err = one_line_error(capsys, train_script.main, ["--model", "MLPAE", "--data", str(tiny_flowers),
+                                                           "--threads", "1", "--epochs", "2"])
+    assert code == 2 and err.endswith("nothing was saved")
+    assert not Path("models/Best_MLPAE.pth").exists() and not Path("vis/loss_MLPAE.png").exists()
+
+
+def test_training_refuses_a_checkpoint_of_another_model_unless_forced(tiny_flowers, workdir, capsys):
+    train(tiny_flowers, "--model", "MLPAE", "--checkpoint", "models/Best_mine.pth")
+    before = fingerprint("models/Best_mine.pth")
+    code, err = one_line_error(capsys, train_script.main, ["--model", "AE", "--data", str(tiny_flowers),
+                                                           "--checkpoint", "models/Best_mine.pth"])
+    assert code == 2 and err == ("error: --checkpoint models/Best_mine.pth holds a MLPAE model, not AE: pass another "
+                                 "--checkpoint, or --force to replace it")
+    assert fingerprint("models/Best_mine.pth") == before
+    train(tiny_flowers, "--model", "AE", "--checkpoint", "models/Best_mine.pth", "--force")
+    assert load_checkpoint("models/Best_mine.pth")["config"]["model"] == "AE"
+
+
+def test_the_synthetic_fallback_never_replaces_a_model_of_real_images(tiny_flowers, workdir, capsys):
+    train(tiny_flowers, "--model", "MLPAE")
+    before = fingerprint("models/Best_MLPAE.pth")
+    code, err = one_line_error(capsys, train_script.main, ["--model", "MLPAE", "--threads", "1", "--epochs", "1"])
+    assert code == 2 and "./flowers not found, and the synthetic set would replace models/Best_MLPAE.pth" in err
+    assert fingerprint("models/Best_MLPAE.pth") == before
+
+
+@pytest.mark.parametrize("make", ["dangling link", "file", "no permission"])
+def test_an_unusable_flowers_folder_is_an_error_not_a_fallback(make, workdir):
+    if make == "dangling link":
+        os.symlink(workdir / "gone", "flowers")
+    elif make == "file":
+        Path("flowers").write_text("not a folder")
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root reads every folder")
+        Path("flowers").mkdir()
+        os.chmod("flowers", 0)
+    with pytest.raises(UserError, match=r"\./flowers"):
+        resolve_source(None)
+    assert resolve_source("synthetic") == "synthetic"
+
+
+def test_broken_links_in_a_data_folder_are_skipped_and_counted(tiny_flowers, tmp_path, capsys):
+    root = tmp_path / "data"
+    for folder in ("a", "b"):
+        (root / folder).mkdir(parents=True)
+        for i in range(3):
+            os.symlink(next((tiny_flowers / sorted(os.listdir(tiny_flowers))[0]).iterdir()), root / folder / f"{i}.png")
+    os.symlink(root / "a" / "missing.png", root / "a" / "dangling.png")
+    os.symlink(root / "b" / "loop.png", root / "b" / "loop.png")
+    classes = list_images(root)
+    assert [len(files) for _, files in classes] == [3, 3]
+    assert "skipped 2 unreadable image file(s)" in capsys.readouterr().err
+
+
+def test_sixteen_bit_png_loads_like_its_eight_bit_conversion(tmp_path):
+    gradient = np.linspace(0, 65535, 48 * 48).reshape(48, 48).astype(np.uint16)
+    Image.fromarray(gradient).save(tmp_path / "16.png")
+    Image.fromarray(np.rint(gradient / 257).astype(np.uint8)).save(tmp_path / "8.png")
+    assert Image.open(tmp_path / "16.png").mode == "I;16"
+    sixteen, eight = (load_image(tmp_path / name, 24).int() for name in ("16.png", "8.png"))
+    assert (sixteen - eight).abs().max() <= 1          # within 1/255
+    assert abs(sixteen.float().mean() / 255 - 0.5) < 0.01
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I", "F", "1"])
+def test_every_pil_mode_loads_to_rgb_in_range(mode, tmp_path):
+    gray = np.linspace(0, 255, 24 * 24).reshape(24, 24).astype(np.uint8)
+    image = Image.fromarray(gray).convert(mode)
+    path = tmp_path / ("x.tif" if mode in ("I", "F", "CMYK") else "x.png")
+    image.save(path)
+    pixels = load_image(path, 24)
+    assert pixels.shape == (3, 24, 24) and pixels.dtype == torch.uint8
+    if mode not in ("1", "P"):
+        assert (pixels[0].int() - torch.from_numpy(gray).int()).abs().max() <= 1
+
+
+def test_a_resume_file_is_not_a_model_for_the_scripts(tiny_flowers, workdir, capsys):
+    train(tiny_flowers, "--model", "AE")
+    code, err = one_line_error(capsys, random_generation.main, ["--model", "AE", "--checkpoint", "models/last_AE.pth"])
+    assert code == 2 and err == ("error: models/last_AE.pth is a resume file (the state --resume continues from), "
+                                 "not a trained model: pass models/Best_AE.pth")
+
+
+def test_figures_of_another_checkpoint_are_named_after_it(tiny_flowers, workdir, capsys):
+    assert figure_name(None, "AE") == figure_name("models/Best_AE.pth", "AE") == "AE"
+    assert figure_name("elsewhere/Best_AE_SGD.pth", "AE") == "AE_SGD"
+    train(tiny_flowers, "--model", "AE", "--checkpoint", "models/Best_other.pth")
+    visualization.main(["--model", "AE", "--checkpoint", "models/Best_other.pth", "--threads", "1"])
+    random_generation.main(["--model", "AE", "--checkpoint", "models/Best_other.pth", "--threads", "1"])
+    assert sorted(p.name for p in Path("vis").glob("*_other.png")) == ["loss_other.png", "random_images_other.png",
+                                                                      "train_other.png", "valid_other.png"]
+    assert not list(Path("vis").glob("*_AE.png"))
+
+
+def test_visualization_n_is_bounded(workdir, capsys):
+    code, err = one_line_error(capsys, visualization.main, ["--model", "AE", "--n", "100000"])
+    assert code == 2 and "--n must be between 1 and 50" in err
+
+
+@pytest.mark.parametrize("error, words", [(errno.ENOSPC, "the disk is full"), (errno.EACCES, "Permission denied")])
+def test_a_failed_write_is_one_line_and_leaves_nothing_behind(error, words, tmp_path, monkeypatch):
+    path = tmp_path / "Best_AE.pth"
+    save_checkpoint(path, dict(config=dict(model="AE"), epoch=1))
+
+    def failing_save(state, file):
+        Path(file).write_bytes(b"half")
+        raise OSError(error, os.strerror(error))
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(UserError, match=f"cannot write {path}: {words}"):
+        save_checkpoint(path, dict(config=dict(model="AE"), epoch=2))
+    assert load_checkpoint(path)["epoch"] == 1 and sorted(os.listdir(tmp_path)) == ["Best_AE.pth"]
+
+
+def test_stale_temporaries_of_dead_processes_are_cleaned(tmp_path):
+    best = tmp_path / "Best_AE.pth"
+    dead, alive, old = (tmp_path / f"Best_AE.pth.{tag}" for tag in ("999999999.tmp", f"{os.getpid()}.tmp", "tmp"))
+    for f in (dead, alive, old):
+        f.write_bytes(b"x")
+    checkpoint_module.clean_stale_temporaries(best)
+    assert not dead.exists() and not old.exists() and alive.exists()   # a live run's file is its own business
+
+
+@pytest.mark.parametrize("folder", ["models", "vis"])
+def test_a_read_only_output_folder_is_found_before_training(folder, tiny_flowers, workdir, capsys, monkeypatch):
+    real_temporary = tempfile.TemporaryFile
+
+    def read_only(dir=None, **kwargs):   # as a read-only mount answers (root ignores chmod)
+        if Path(dir).name == folder:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_temporary(dir=dir, **kwargs)
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    trained = []
+    monkeypatch.setattr(utils.training.train, "train_epoch", lambda *a, **k: trained.append(1) or 0.0)
+    code, err = one_line_error(capsys, train_script.main, ["--model", "MLPAE", "--data", str(tiny_flowers)])
+    assert code == 2 and f"cannot write into {folder}: Read-only file system" in err and not trained
+
+
+def test_out_dir_naming_a_file_is_one_line(workdir, capsys):
+    Path("taken").write_text("a file")
+    code, err = one_line_error(capsys, random_generation.main, ["--model", "AE", "--n", "4", "--out-dir", "taken"])
+    assert code == 2 and err == "error: --out-dir taken is a file, not a folder: pass a folder"
