@@ -525,7 +525,7 @@ def train(args):
     sample_grid(best_model, ckpt["config"], f"vis/random_images_{name}.png", args.seed, device, options)
     denoise_figure(best_model, ckpt["config"], f"vis/denoise_process_{name}.png", args.seed, device,
                    steps=args.film_steps)
-    print("wrote      vis/random_images_diffusion.png, vis/denoise_process_diffusion.png")
+    print(f"wrote      vis/random_images_{name}.png, vis/denoise_process_{name}.png")
 
 
 if __name__ == "__main__":
