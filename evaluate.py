@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
 from utils import cli
-from utils.data.dataset import load_dataset, load_training_data, resolve_source, to_float
+from utils.data.dataset import load_dataset, resolve_source, to_float
 from utils.data.images import load_image
 from utils.data.multilabel import label_set_scores
 from utils.errors import UserError
@@ -30,14 +30,33 @@ from utils.generators import GENERATORS, reported
 from utils.training.checkpoint import load_checkpoint
 
 def report_settings(args, kinds):
-    """Data, size and label files: as given, else those of the first trained model, else the defaults."""
+    """Data, size, split and label files: as given, else those of the first trained model, else the defaults."""
     trained = [load_checkpoint(kind.checkpoint, model=kind.name)["config"] for kind in kinds if kind.trained()]
     first = trained[0] if trained else {}
-    data = args.data or first.get("data") or resolve_source(None)
-    size = args.image_size or first.get("image_size", 24)
-    labels = args.labels or (first.get("labels_file") if not args.data else None)
-    objects = args.objects or (first.get("objects_file") if not args.data else None)
-    return data, size, labels, objects
+    own = not args.data   # the label files and the split of the models' own data
+    return dict(data=args.data or first.get("data") or resolve_source(None),
+                image_size=args.image_size or first.get("image_size", 24),
+                labels_file=args.labels or (first.get("labels_file") if own else None),
+                objects_file=args.objects or (first.get("objects_file") if own else None),
+                split_seed=first.get("split_seed", 0) if own else 0,
+                valid_fraction=first.get("valid_fraction", 0.1) if own else 0.1)
+
+
+def same_source(a, b):
+    return a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())
+
+
+def check_trained_on(kind, config, data, settings):
+    """A model scored against the report's data must have been trained on it: the same images, classes, split and
+    size (its FD reference, class indices and validation images are the report's). Otherwise a one-line error."""
+    mine = (config["data"], config["classes"], config["split_seed"], config["valid_fraction"], config["image_size"])
+    report = (data.source, data.classes, settings["split_seed"], settings["valid_fraction"], data.image_size)
+    if same_source(mine[0], report[0]) and mine[1:] == report[1:]:
+        return
+    described = "{} ({}, split seed {}, valid fraction {:g}, {}px)".format
+    raise UserError(f"{kind.checkpoint} was trained on {described(mine[0], ', '.join(mine[1]), *mine[2:])}, not the "
+                    f"report's {described(report[0], ', '.join(report[1]), *report[2:])}: evaluate it alone "
+                    f"(python evaluate.py --model {kind.name}) or retrain it on the report's data")
 
 
 def gaussian_baseline(train_images, n, generator):
@@ -95,11 +114,6 @@ def reconstruction_quality(kind, model, valid_images, stick, n, seed):
     return row
 
 
-def own_split(data, config):
-    """The report's images with the split this model was trained with (its saved split seed and fraction)."""
-    return load_training_data(dict(config, image_size=data.image_size), data.source, quiet=True)
-
-
 def model_row(kind, data, stick, n, seed, device):
     if not kind.trained():
         return dict(row=kind.name, status="not trained yet — run " + kind.train_command), None
@@ -108,9 +122,8 @@ def model_row(kind, data, stick, n, seed, device):
     except UserError as e:
         return dict(row=kind.name, status=str(e)), None
     row = dict(row=kind.name, status=f"epoch {ckpt['epoch']}")
-    if kind.reconstructs:  # on the model's own validation images: never ones it was trained on
-        mine = own_split(data, ckpt["config"])
-        row.update(reconstruction_quality(kind, model, to_float(mine.images[mine.valid_idx]).to(device), stick, n,
+    if kind.reconstructs:  # on the validation images (the model's own split): never ones it was trained on
+        row.update(reconstruction_quality(kind, model, to_float(data.images[data.valid_idx]).to(device), stick, n,
                                           seed))
     samples = None
     if kind.samples:  # a multi-label model draws the validation split's object sets
@@ -208,8 +221,12 @@ def main(argv=None):
         if not Path(folder).is_dir():
             cli.fail(f"--samples {folder}: no such folder")
     device = cli.setup(args)
-    data_source, size, labels_file, objects_file = report_settings(args, kinds)
-    data = load_dataset(data_source, size, labels_file=labels_file, objects_file=objects_file, quiet=args.json)
+    chosen = report_settings(args, kinds)
+    data = load_dataset(chosen["data"], chosen["image_size"], chosen["valid_fraction"], chosen["split_seed"],
+                        labels_file=chosen["labels_file"], objects_file=chosen["objects_file"], quiet=args.json)
+    for kind in kinds:   # before the feature network trains: a mismatch is found in seconds
+        if kind.trained():
+            check_trained_on(kind, load_checkpoint(kind.checkpoint)["config"], data, chosen)
     stick = yardstick(data, retrain=args.retrain_evaluator, log=print if not args.json else lambda line: None)
     generator = torch.Generator().manual_seed(args.seed)
     say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
