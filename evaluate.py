@@ -11,6 +11,7 @@ trained once on the training split. Writes vis/report.md, vis/report.json and vi
 import datetime
 import json
 import math
+import sys
 from pathlib import Path
 
 import torch
@@ -173,22 +174,42 @@ def calibration_rows(data, stick, n, generator):
     return rows, valid
 
 
-def read_samples(folder, data):
-    """PNG/JPG files under a folder, resized to the data's size; labels when sub-folders are named as its classes."""
+MIN_SCORED = 100   # samples below which FD and KID are mostly noise (their covariances and kernels need many)
+
+
+def read_samples(folder, data, warn=print):
+    """PNG/JPG files under a folder, resized to the data's size; labels when sub-folders are named as its classes.
+    Unreadable files are skipped and counted; what makes the scores meaningless is said, not hidden."""
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    if not files:
-        raise UserError(f"--samples {folder}: no PNG or JPG images found")
-    images = torch.stack([load_image(f, data.image_size) for f in files])
-    images = images[:, :data.channels]   # decoded as RGB: a gray set keeps one of its equal channels
-    names = [f.relative_to(folder).parts[0] if len(f.relative_to(folder).parts) > 1 else None for f in files]
+    images, kept = [], []
+    for f in files:
+        try:
+            images.append(load_image(f, data.image_size))
+            kept.append(f)
+        except Exception:   # empty, truncated, a folder or a broken link named .png: PIL raises several types
+            pass
+    unreadable = f"{len(files) - len(kept)} unreadable image file(s)"
+    if not images:
+        raise UserError(f"--samples {folder}: no readable PNG or JPG images found" + f" ({unreadable})" * bool(files))
+    if len(kept) < len(files):
+        warn(f"warning: --samples {folder}: skipped {unreadable}")
+    images = torch.stack(images)[:, :data.channels]   # decoded as RGB: a gray set keeps one of its equal channels
+    names = [f.relative_to(folder).parts[0] if len(f.relative_to(folder).parts) > 1 else None for f in kept]
     labelled = not data.multi_label and all(name in data.classes for name in names)
     labels = torch.tensor([data.classes.index(name) for name in names]) if labelled else None
+    if not labelled and any(names) and not data.multi_label:
+        warn(f"warning: --samples {folder}: its sub-folders ({', '.join(sorted(set(filter(None, names))))}) are not "
+             f"the data's classes ({', '.join(data.classes)}), so no class accuracy")
+    if len(images) < MIN_SCORED:
+        warn(f"warning: --samples {folder}: {len(images)} images; FD and KID need at least {MIN_SCORED} to mean much")
+    if images.float().std(dim=(1, 2, 3)).max() < 1:
+        warn(f"warning: --samples {folder}: every image is one flat colour; its precision and recall mean nothing")
     return to_float(images), labels
 
 
-def samples_row(folder, data, stick):
-    images, labels = read_samples(folder, data)
+def samples_row(folder, samples, stick):
+    images, labels = samples
     return dict(row=str(folder), status="samples folder", **sample_quality(images, stick, labels))
 
 
@@ -227,6 +248,8 @@ def main(argv=None):
     for kind in kinds:   # before the feature network trains: a mismatch is found in seconds
         if kind.trained():
             check_trained_on(kind, load_checkpoint(kind.checkpoint)["config"], data, chosen)
+    # Read before the feature network trains: a bad folder is found in seconds.
+    sample_sets = [read_samples(folder, data, warn=lambda line: print(line, file=sys.stderr)) for folder in args.samples]
     stick = yardstick(data, retrain=args.retrain_evaluator, log=print if not args.json else lambda line: None)
     generator = torch.Generator().manual_seed(args.seed)
     say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
@@ -240,7 +263,7 @@ def main(argv=None):
             figure_rows.append(samples[:10].cpu())
             figure_labels.append(kind.name)
         say(f"{kind.name}: {row['status']}")
-    rows += [samples_row(folder, data, stick) for folder in args.samples]
+    rows += [samples_row(folder, samples, stick) for folder, samples in zip(args.samples, sample_sets)]
     if args.json:
         for row in rows:
             print(json.dumps(row))

@@ -28,9 +28,10 @@ import random_generation  # noqa: E402
 import train_script  # noqa: E402
 import visualization  # noqa: E402
 from utils import cli  # noqa: E402
-from utils.data.dataset import resolve_source  # noqa: E402
+from utils.data.dataset import load_dataset, resolve_source  # noqa: E402
 from utils.generators import GENERATORS, LAB  # noqa: E402
 from utils.lab_report import diffusion_report, index_page  # noqa: E402
+from utils.training.checkpoint import check_writable  # noqa: E402
 
 # (log, trainer, flags): the handout's training commands in its order.
 TRAINING = [
@@ -94,6 +95,19 @@ def diffusion_minutes(elapsed, lab_minutes):
     return round(max(MIN_DIFFUSION_MINUTES, min(diffusion.MINUTES, left)), 2)
 
 
+def check_needs(data, image_size):
+    """What every step will need, checked before the first one trains: writable output folders, and data that
+    loads at the lab's size with at least two validation images (--interpolate's pair, the evaluation's KID)."""
+    if image_size < 1:
+        cli.fail(f"--image-size must be at least 1, got {image_size}")
+    for folder in ("models", "vis", "log"):
+        check_writable(folder)
+    valid = len(load_dataset(data, image_size, quiet=True).valid_idx)
+    if valid < 2:
+        cli.fail(f"{resolve_source(data)} gives {valid} validation image at {image_size} px; the lab's --interpolate "
+                 "and evaluation need at least 2 (about 20 images, or more classes)")
+
+
 def command(module, flags):
     return f"python {Path(module.__file__).name} {' '.join(flags)}".strip()
 
@@ -134,7 +148,7 @@ def main():
     options = quick if args.quick else minutes
     print(f"data: {resolve_source(args.data)}" + ("  (built-in synthetic flowers: ./flowers not found)"
                                                    if resolve_source(args.data) == "synthetic" else ""))
-    Path("log").mkdir(exist_ok=True)
+    check_needs(args.data, args.image_size or (64 if args.bonus else 24))
     start = LAUNCHED if __name__ == "__main__" else time.perf_counter()   # (called from Python: from the call)
     for log, trainer, flags in training:
         if trainer is diffusion and budget is None and not args.quick:

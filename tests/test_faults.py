@@ -233,3 +233,61 @@ def test_out_dir_naming_a_file_is_one_line(workdir, capsys):
     Path("taken").write_text("a file")
     code, err = one_line_error(capsys, random_generation.main, ["--model", "AE", "--n", "4", "--out-dir", "taken"])
     assert code == 2 and err == "error: --out-dir taken is a file, not a folder: pass a folder"
+
+
+def one_class_folder(tiny, root, keep=10):
+    first = sorted(p for p in tiny.iterdir())[0]
+    (root / first.name).mkdir(parents=True)
+    for f in sorted(first.iterdir())[:keep]:
+        os.symlink(f, root / first.name / f.name)
+    return root
+
+
+def test_run_lab_checks_every_steps_needs_before_training(tiny_flowers, workdir, capsys, monkeypatch):
+    import run_lab
+    folder = one_class_folder(tiny_flowers, workdir / "one")   # 10 images: one validation image
+    monkeypatch.setattr("sys.argv", ["run_lab.py", "--data", str(folder), "--quick", "--threads", "1"])
+    code, err = one_line_error(capsys, lambda argv: run_lab.main(), None)
+    assert code == 2 and "gives 1 validation image at 24 px; the lab's --interpolate and evaluation need at least 2" in err
+    assert not list(Path("models").iterdir()) and not list(Path("vis").iterdir())
+    monkeypatch.setattr("sys.argv", ["run_lab.py", "--image-size", "-8"])
+    code, err = one_line_error(capsys, lambda argv: run_lab.main(), None)
+    assert code == 2 and "--image-size must be at least 1, got -8" in err
+
+
+def samples_folder(root, tiny, names, zero_byte=0):
+    root.mkdir(parents=True)
+    for i, name in enumerate(names):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        os.symlink(next(iter(sorted((tiny / sorted(os.listdir(tiny))[0]).iterdir()))), root / name / f"{i}.png")
+    for i in range(zero_byte):
+        (root / f"empty{i}.png").write_bytes(b"")
+    return root
+
+
+def test_evaluate_samples_checks_its_folder_before_training_its_feature_network(tiny_flowers, workdir, capsys,
+                                                                                monkeypatch):
+    import evaluate
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the feature network trained before the folder was checked")
+    monkeypatch.setattr(evaluate, "yardstick", no_training)
+    empty = samples_folder(workdir / "empty", tiny_flowers, [], zero_byte=2)
+    code, err = one_line_error(capsys, evaluate.main, ["--data", str(tiny_flowers), "--samples", str(empty)])
+    assert code == 2 and err == f"error: --samples {empty}: no readable PNG or JPG images found (2 unreadable image file(s))"
+
+
+def test_evaluate_samples_says_what_makes_its_scores_meaningless(tiny_flowers, workdir, capsys, monkeypatch):
+    import evaluate
+    monkeypatch.setattr(evaluate, "yardstick", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    odd = samples_folder(workdir / "odd", tiny_flowers, ["tulips", "roses", "tulips"], zero_byte=1)
+    black = samples_folder(workdir / "black", tiny_flowers, [])
+    for i in range(4):
+        Image.new("RGB", (24, 24)).save(black / f"{i}.png")
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.main(["--data", str(tiny_flowers), "--samples", str(odd), "--samples", str(black)])
+    err = capsys.readouterr().err
+    assert "skipped 1 unreadable image file(s)" in err
+    assert "its sub-folders (roses, tulips) are not the data's classes" in err
+    assert f"3 images; FD and KID need at least {evaluate.MIN_SCORED}" in err
+    assert f"--samples {black}: every image is one flat colour" in err
