@@ -29,7 +29,7 @@ def class_counts(data, path):
 
 def main(argv=None):
     p = cli.parser(__doc__)
-    p.add_argument("--per-class", type=int, default=10, help="sample images shown per class")
+    p.add_argument("--per-class", type=cli.at_least(1), default=10, help="sample images shown per class")
     args = p.parse_args(argv)
     cli.setup(args)
     data = load_dataset(args.data, args.image_size or 24)

@@ -291,3 +291,35 @@ def test_evaluate_samples_says_what_makes_its_scores_meaningless(tiny_flowers, w
     assert "its sub-folders (roses, tulips) are not the data's classes" in err
     assert f"3 images; FD and KID need at least {evaluate.MIN_SCORED}" in err
     assert f"--samples {black}: every image is one flat colour" in err
+
+
+@pytest.mark.parametrize("error, words", [
+    (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "vis/loss_AE.png"), "cannot write vis/loss_AE.png: No space"),
+    (RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file data/0"),
+     "is the disk full?"),
+])
+def test_a_full_disk_anywhere_is_one_line(error, words, capsys):
+    def main(argv):
+        raise error
+    code, err = one_line_error(capsys, main, None)
+    assert code == 2 and words in err
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 96 KB tmpfs: a real full disk, where this machine lets the tests mount one."""
+    import subprocess
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root, or no permission)")
+    yield mount
+    subprocess.run(["umount", str(mount)])
+
+
+def test_training_into_a_full_disk_is_one_line(tiny_flowers, workdir, tiny_disk, capsys):
+    code, err = one_line_error(capsys, train_script.main, ["--model", "AE", "--data", str(tiny_flowers), "--threads",
+                                                           "1", "--epochs", "2", "--checkpoint",
+                                                           str(tiny_disk / "Best_AE.pth")])
+    assert code == 2 and err.startswith(f"error: cannot write {tiny_disk}/") and "the disk is full" in err
+    assert not list(tiny_disk.glob("*.tmp"))   # nothing half-written left to fill the disk

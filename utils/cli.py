@@ -1,5 +1,6 @@
 """The flags every script shares, device and thread set-up, and one-line errors."""
 import argparse
+import errno
 import math
 import os
 import random
@@ -176,3 +177,14 @@ def run(main):
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C); checkpoints already written are kept", file=sys.stderr)
         sys.exit(130)
+    except OSError as e:   # a figure or cache written into a full disk or a read-only folder
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        print(f"error: cannot write {e.filename or 'a file'}: {e.strerror} (free some space, or make the folder "
+              "writable, and rerun)", file=sys.stderr)
+        sys.exit(2)
+    except RuntimeError as e:   # torch.save's writer reports a full disk as "[enforce fail at inline_container.cc]"
+        if "inline_container" not in str(e) and "file write failed" not in str(e):
+            raise
+        print("error: a file could not be written (is the disk full? free some space and rerun)", file=sys.stderr)
+        sys.exit(2)

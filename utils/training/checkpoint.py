@@ -42,8 +42,8 @@ def save_checkpoint(path, state):
     except OSError as e:
         raise UserError(cannot_write(path, e)) from None
     except RuntimeError as e:   # torch's writer reports a full disk as "[enforce fail at inline_container.cc]"
-        raise UserError(f"cannot write {path}: {last_words(e)} (is the disk full? free some space and rerun"
-                        f"{', with --resume' if 'last_' in path.name or 'Best_' in path.name else ''})") from None
+        raise UserError(f"cannot write {path}: the disk is full, or the write failed ({last_words(e, 60)}); free some "
+                        "space and rerun (--resume continues a training)") from None
 
 
 def check_writable(folder, flag=None):
