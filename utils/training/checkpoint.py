@@ -58,7 +58,8 @@ def check_writable(folder, flag=None):
         with tempfile.TemporaryFile(dir=folder) as f:
             f.write(b"x")
     except OSError as e:
-        raise UserError(cannot_write(folder, e).replace(f"cannot write {folder}", f"cannot write into {named}"))
+        fix = "free some space" if e.errno == errno.ENOSPC else f"make {folder} writable, or pass another path"
+        raise UserError(f"cannot write into {named}: {e.strerror or type(e).__name__} ({fix})") from None
     return folder
 
 
