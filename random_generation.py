@@ -88,7 +88,7 @@ def main(argv=None):
                         "to the training images' codes (writes vis/random_images_<MODEL>_gmm.png)")
     args = p.parse_args(argv)
     kind = generator(args.model, need="samples")
-    if args.prior != "normal" and not kind.reconstructs:
+    if args.prior != "normal" and not kind.fitted_prior:
         cli.fail(f"--prior {args.prior} needs an autoencoder's codes (AE or VAE), not {args.model}")
     if args.n < 0 or args.steps < 1:
         cli.fail("--n must be 0 or more and --steps at least 1")

@@ -151,7 +151,7 @@ def main():
     check_needs(args.data, args.image_size or (64 if args.bonus else 24))
     start = LAUNCHED if __name__ == "__main__" else time.perf_counter()   # (called from Python: from the call)
     for log, trainer, flags in training:
-        if trainer is diffusion and budget is None and not args.quick:
+        if hasattr(trainer, "MINUTES") and budget is None and not args.quick:   # a trainer with a time budget
             left = diffusion_minutes(time.perf_counter() - start, args.lab_minutes)
             flags = flags + (["--minutes", f"{left:g}"] if left != diffusion.MINUTES else [])
         print(f"[{time.perf_counter() - start:5.0f}s] {command(trainer, flags)} > {log}", flush=True)

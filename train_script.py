@@ -3,15 +3,15 @@ import math
 
 from utils import cli
 from utils.data.augment import described
-from utils.models import (MODEL_CLASSES, SIZE_MULTIPLE, TRAINING_DEFAULTS, after_training, build_model,
-                          describe, loss_fn_for, loss_unit, training_defaults)
+from utils.models import (after_training, build_model, describe, kind_of, loss_fn_for, loss_unit, trainable,
+                          training_defaults)
 from utils.training import distributed, run
 from utils.training.train import EarlyStopping, Recipe, make_optimizer, make_scheduler
 
 
-# Flags that only some models use: typed for another model, they would be saved and silently ignored.
-ONLY_FOR = {"recon": ("VAE",), "stages": ("VAE",), "beta": ("VAE",), "kl_warmup": ("VAE",),
-            "gradient_weight": ("LatentAE",), "upsample_kernel": ("AE", "VAE")}
+# Flags that only some models use (each kind's FLAGS): typed for another model, they would be saved and silently
+# ignored.
+MODEL_FLAGS = ("upsample_kernel", "recon", "stages", "beta", "kl_warmup", "gradient_weight")
 
 
 def get_args(argv=None, default_model=None):
@@ -19,7 +19,7 @@ def get_args(argv=None, default_model=None):
         f"{m} {o}: lr {d['lr']:g}, batch {d['batch_size']}, "
         + (f"{d['epochs']} epochs" if "epochs" in d else f"epochs enough for {d['images']:,} training images")
         + (f", decoder kernel {d['upsample_kernel']}" if "upsample_kernel" in d else "")
-        for m, per in TRAINING_DEFAULTS.items() for o, d in per.items()))
+        for m, kind in trainable().items() for o, d in kind.api.DEFAULTS.items()))
     p.add_argument("--model", default=default_model, required=default_model is None,
                    help="MLPAE, AE or VAE (the handout's), or LatentAE (the bonus: latent diffusion's first stage)")
     p.add_argument("--epochs", type=int, default=None, help="default: per model and optimizer (see below)")
@@ -50,9 +50,7 @@ def get_args(argv=None, default_model=None):
                    help="LatentAE only: weight of the squared error of the images' gradients (edges) in its loss")
     run.add_run_flags(p, checkpoint=None)
     args = run.parse(p, argv)
-    if args.model not in MODEL_CLASSES:
-        cli.fail(f"unknown model {args.model!r} (choose from {', '.join(MODEL_CLASSES)}; diffusion trains with "
-                 "python diffusion.py)")
+    kind = kind_of(args.model)
     args.checkpoint = args.checkpoint or f"models/Best_{args.model}.pth"
     defaults = training_defaults(args.model, args.optimizer)
     for key in ("optimizer", "lr", "epochs", "batch_size", "upsample_kernel", "encoding_dim", "image_size"):
@@ -62,13 +60,14 @@ def get_args(argv=None, default_model=None):
     for flag in ("epochs", "batch_size", "encoding_dim"):
         if (value := getattr(args, flag)) is not None and value < 1:
             cli.fail(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
-    for flag, models in ONLY_FOR.items():
-        if flag in args.typed and args.model not in models:
-            cli.fail(f"--{flag.replace('_', '-')} applies to {' and '.join(models)} only, not {args.model}: leave it out")
+    for flag in MODEL_FLAGS:
+        if flag in args.typed and flag not in kind.FLAGS:
+            users = [name for name, other in trainable().items() if flag in other.api.FLAGS]
+            cli.fail(f"--{flag.replace('_', '-')} applies to {' and '.join(users)} only, not {args.model}: leave it out")
     for flag in ("beta", "kl_warmup", "min_delta", "gradient_weight"):
         if not getattr(args, flag) >= 0:
             cli.fail(f"--{flag.replace('_', '-')} must be at least 0, got {getattr(args, flag)}")
-    multiple = SIZE_MULTIPLE.get(args.model, 4)
+    multiple = kind.SIZE_MULTIPLE
     if args.image_size % multiple:
         cli.fail(f"--image-size must be a multiple of {multiple} for {args.model}, got {args.image_size}")
     return args

@@ -6,7 +6,8 @@ import diffusion
 import random_generation
 import train_script
 from utils.errors import UserError
-from utils.models import latent_path, load
+from utils.kinds.decoder import latent_path
+from utils.models import load
 
 
 def test_slerp_keeps_the_noise_norm_and_hits_the_ends():

@@ -59,14 +59,19 @@ def test_shared_interface(cls):
     assert model.decode(torch.randn(5, 16)).shape == (5, 3, 32, 32)
 
 
-def upsampling_kernels(model):
-    return [m.kernel_size for m in model.modules() if isinstance(m, nn.ConvTranspose2d)]
-
-
-def test_checkpoints_from_before_the_kernel_4_decoder_still_build():
-    old = dict(model="VAE", image_size=24, channels=3, encoding_dim=64)  # no upsample_kernel: saved before it
-    assert upsampling_kernels(build_model(old)) == [(2, 2)] * 2
-    assert upsampling_kernels(build_model(dict(old, upsample_kernel=4))) == [(4, 4)] * 2
+def test_a_checkpoint_from_an_earlier_version_is_refused_in_one_line(tiny_flowers, workdir):
+    import train_script
+    from utils.errors import UserError
+    from utils.models import load
+    from utils.training.checkpoint import save_checkpoint
+    train_script.main(["--model", "VAE", "--data", str(tiny_flowers), "--epochs", "1", "--stages", "1",
+                       "--threads", "1"])
+    ckpt = torch.load("models/Best_VAE.pth", weights_only=True)
+    del ckpt["config"]["upsample_kernel"]   # saved before the kernel-4 decoder
+    save_checkpoint("models/Best_VAE.pth", ckpt)
+    with pytest.raises(UserError, match=r"earlier version of this project \(its configuration has no "
+                                        r"'upsample_kernel'.*retrain it: python train_script.py --model VAE"):
+        load("VAE")
 
 
 def test_the_vae_decodes_with_overlapping_kernels_by_default_and_the_ae_with_the_handouts():
@@ -113,7 +118,7 @@ def test_vae_loss_by_hand():
 def test_calibrated_vae_reports_the_handouts_loss():
     """recon="sigma" trains D/2 log(MSE) + KL but reports (and validates on) squared error + KL, the handout's."""
     torch.manual_seed(0)
-    model = build_model(dict(model="VAE", image_size=8, channels=3, encoding_dim=4))
+    model = build_model(dict(model="VAE", image_size=8, channels=3, encoding_dim=4, upsample_kernel=2))
     x = torch.rand(5, 3, 8, 8)
     losses = {}
     for recon in ("mse", "sigma"):

@@ -7,7 +7,8 @@ from torch import nn
 
 from utils.training.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
-from utils.models import OPTIMIZER_LR, TRAINING_DEFAULTS, build_model, loss_fn_for, training_defaults
+from utils.generators import GENERATORS
+from utils.models import OPTIMIZER_LR, build_model, loss_fn_for, training_defaults
 from utils.training.train import EarlyStopping, Recipe, Run, budget_progress, fit, make_optimizer, set_learning_rate
 
 
@@ -57,7 +58,8 @@ def test_training_lowers_the_loss(name, tmp_path):
     torch.manual_seed(0)
     from utils.data.synthetic import synthetic_flowers
     images, _, _ = synthetic_flowers(n_per_class=16, image_size=16)
-    config = dict(model=name, image_size=16, channels=3, encoding_dim=8, recon="mse", beta=1.0, kl_warmup=0)
+    config = dict(model=name, image_size=16, channels=3, encoding_dim=8, upsample_kernel=2, recon="mse", beta=1.0,
+                  kl_warmup=0)
     model = build_model(config)
     d = training_defaults(name)
     recipe = Recipe(make_optimizer("adam", model.parameters(), d["lr"]), epochs=4, batch_size=8)
@@ -69,14 +71,14 @@ def test_training_lowers_the_loss(name, tmp_path):
 def test_defaults_per_optimizer():
     assert training_defaults("AE")["optimizer"] == "adam"
     sgd = training_defaults("AE", "sgd")   # its own entry: the handout's plain-SGD baseline, not Adam's recipe
-    own = TRAINING_DEFAULTS["AE"]["sgd"]
+    own = GENERATORS["AE"].api.DEFAULTS["sgd"]
     assert (sgd["lr"], sgd["batch_size"]) == (own["lr"], own["batch_size"]) != tuple(training_defaults("AE")[k] for k in ("lr", "batch_size"))
     assert training_defaults("MLPAE", "sgd")["lr"] == OPTIMIZER_LR["sgd"]   # a model without an SGD entry
     assert training_defaults("AE", "momentum")["batch_size"] == training_defaults("AE")["batch_size"]
 
 
 def test_checkpoint_round_trip_and_errors(tmp_path):
-    config = dict(model="AE", image_size=24, channels=3, encoding_dim=16)
+    config = dict(model="AE", image_size=24, channels=3, encoding_dim=16, upsample_kernel=2)
     model = build_model(config)
     path = tmp_path / "models" / "Best_AE.pth"
     save_checkpoint(path, dict(config=config, model=model.state_dict(), epoch=3))

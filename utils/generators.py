@@ -11,7 +11,16 @@ model by name. A kind is a module (imported when first used) with these function
     interpolation(model, ckpt, seed, device, options, condition) -> writes vis/interpolation_<NAME>.png
     reconstruct(model, x) -> x's reconstruction               (only kinds that reconstruct)
 
-A new kind of model is one new module plus one line here.
+and, for the kinds train_script.py trains (utils/models.py asks them):
+
+    DEFAULTS               {optimizer: dict(lr, batch_size, epochs or images, ...)}, the first one the default
+    SIZE_MULTIPLE          --image-size must be a multiple of this
+    LOSS_UNIT              what the training log's losses measure
+    build(config) -> a fresh network;  loss_fn(config) -> loss(model, x, labels, epoch) -> (objective, reported)
+    describe(config, model) -> the log's model lines;  after_training(config, checkpoint, data)
+
+A new kind of model is one new module plus one line here (utils/kinds/ holds the autoencoders'); `module` may
+also be the module object itself.
 """
 import importlib
 from dataclasses import dataclass
@@ -36,11 +45,13 @@ class SamplingOptions:
 @dataclass(frozen=True)
 class Generator:
     name: str                 # --model NAME, models/Best_NAME.pth
-    module: str
+    module: object            # its module's dotted name (imported when first used), or the module itself
     train_command: str
     samples: bool = True      # the MLP autoencoder only reconstructs
     reconstructs: bool = True
     lab: bool = True          # one of the handout's models (run_lab.py trains it; the report always has its row)
+    trainer: str = "train_script"   # the script that trains it: train_script (--model NAME) or its own
+    fitted_prior: bool = False      # random_generation.py --prior gmm: codes from a mixture fitted to its own
 
     @property
     def checkpoint(self):
@@ -48,7 +59,7 @@ class Generator:
 
     @property
     def api(self):
-        return importlib.import_module(self.module)
+        return importlib.import_module(self.module) if isinstance(self.module, str) else self.module
 
     def trained(self):
         return Path(self.checkpoint).exists()
@@ -61,12 +72,13 @@ class Generator:
 
 
 GENERATORS = {g.name: g for g in [
-    Generator("MLPAE", "utils.models", "python MLPAE_train_script.py", samples=False),
-    Generator("AE", "utils.models", "python train_script.py --model AE"),
-    Generator("VAE", "utils.models", "python train_script.py --model VAE"),
-    Generator("diffusion", "diffusion", "python diffusion.py", reconstructs=False),
+    Generator("MLPAE", "utils.kinds.mlpae", "python MLPAE_train_script.py", samples=False),
+    Generator("AE", "utils.kinds.ae", "python train_script.py --model AE", fitted_prior=True),
+    Generator("VAE", "utils.kinds.vae", "python train_script.py --model VAE", fitted_prior=True),
+    Generator("diffusion", "diffusion", "python diffusion.py", reconstructs=False, trainer="diffusion"),
     # The bonus's first stage of latent diffusion (diffusion.py --latent models/Best_LatentAE.pth).
-    Generator("LatentAE", "utils.models", "python train_script.py --model LatentAE", samples=False, lab=False),
+    Generator("LatentAE", "utils.kinds.latent_ae", "python train_script.py --model LatentAE", samples=False,
+              lab=False),
 ]}
 LAB = {name: g for name, g in GENERATORS.items() if g.lab}
 
@@ -82,3 +94,10 @@ def generator(name, need=None):
     if name not in [g.name for g in allowed]:
         raise UserError(f"unknown model {name!r} (choose from {', '.join(g.name for g in allowed)})")
     return GENERATORS[name]
+
+
+def outdated(path, name, key):
+    """The one-line refusal of a checkpoint whose configuration lacks a key that every current one has."""
+    command = GENERATORS[name].train_command if name in GENERATORS else f"the script that trains {name}"
+    return UserError(f"{path} was written by an earlier version of this project (its configuration has no {key!r}, "
+                     f"which this version saves); retrain it: {command}")
