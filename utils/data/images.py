@@ -49,7 +49,10 @@ def cached(name, key, build):
         return torch.load(path, weights_only=True)
     saved = build()
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(saved, tmp)
-    os.replace(tmp, path)  # atomic: an interrupted run never leaves half a cache behind
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")   # its own: two runs may build one cache at once
+    try:
+        torch.save(saved, tmp)
+        os.replace(tmp, path)  # atomic: an interrupted run never leaves half a cache behind
+    finally:
+        tmp.unlink(missing_ok=True)
     return saved
