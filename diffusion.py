@@ -20,7 +20,7 @@ from utils.errors import UserError
 from utils.figures import image_rows
 from utils.generators import SamplingOptions
 from utils.sampling.objectives import OBJECTIVES
-from utils.sampling.paths import Discrete, Straight, make_betas
+from utils.sampling.paths import PATHS
 from utils.sampling.samplers import SAMPLERS, per_sample_noise, sample_generators
 from utils.sampling.spaces import make_space, new_latent, space_kind
 from utils.training import distributed, run
@@ -229,6 +229,7 @@ def build(config):
     try:
         model = Diffuser(size, channels, len(config["classes"]) if config["conditional"] else 0, config["base"],
                          multi_label=config.get("multi_label", False), patch=config.get("patch", 1),
+                         mults=tuple(config.get("mults", (1, 2, 3))),
                          upsample=config.get("upsample", "nearest"))
     except ValueError as e:
         raise UserError(f"{e} (the network's input: {channels}x{size}x{size})") from None
@@ -236,10 +237,8 @@ def build(config):
 
 
 def make_path(config):
-    """The noising path of a configuration: the flow's straight one, or the DDPM chain of its schedule."""
-    if OBJECTIVES[config["objective"]].path == "straight":
-        return Straight(config.get("time_sampling", "logit-normal"))
-    return Discrete(torch.cumprod(1 - make_betas(config["schedule"], config["timesteps"]), 0), config["schedule"])
+    """The noising path of a configuration: the one its objective trains on (utils/sampling/paths.py's PATHS)."""
+    return PATHS[OBJECTIVES[config["objective"]].path].from_config(config)
 
 
 def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None):
@@ -317,13 +316,14 @@ def figure(model, ckpt, path, seed, device, options=SamplingOptions()):
     sample_grid(model, ckpt["config"], path, seed, device, options)
 
 
-def interpolation(model, ckpt, seed, device, options=SamplingOptions(), condition=None, data=None, rows=6, steps=8):
+def interpolation(model, ckpt, seed, device, options=SamplingOptions(), condition=None, data=None, rows=6, steps=8,
+                  path=None):
     """Spherical paths between two starting noises, every point sampled by the deterministic sampler;
     condition: (label, name) for every row, else one class per row."""
     config = ckpt["config"]
     _, _, sampler = sampling_of(config, sampler=options.sampler)
-    if sampler == "ddpm":
-        raise UserError("--interpolate needs a deterministic sampler: --sampler dpm or ddim, not ddpm")
+    if SAMPLERS[sampler].stochastic:
+        raise UserError(f"--interpolate needs a deterministic sampler: --sampler dpm or ddim, not {sampler}")
     if condition is not None:
         row_labels, names = condition[0].expand(rows, *condition[0].shape), [condition[1]] * rows
     elif config["conditional"]:
@@ -337,7 +337,7 @@ def interpolation(model, ckpt, seed, device, options=SamplingOptions(), conditio
     images = sample(model, config, len(noise), labels, options.guidance if labels is not None else 0,
                     sampler, options.steps, seed, device, noise=noise, max_noise=options.guidance_max_noise,
                     precision=options.precision)
-    path = "vis/interpolation_diffusion.png"
+    path = path or "vis/interpolation_diffusion.png"
     image_rows(list(images.split(len(weights))), names,
                f"diffusion: samples from slerp(noise A, noise B, w) ({sampler}, {options.steps} steps)", path,
                column_labels=[f"w={w:.2f}" for w in weights.tolist()])
@@ -370,7 +370,7 @@ def sample_grid(model, config, path, seed, device, options=SamplingOptions(), pe
         rows = list(conditional.split(per_row)) + list(unconditional.split(per_row))
         names += ["unconditional"] * 2
     noising = make_path(config)
-    n_steps = len((noising.ancestral_times if sampler == "ddpm" else noising.sampling_times)(steps))
+    n_steps = len(SAMPLERS[sampler].times(noising, steps))
     title = f"diffusion samples ({sampler}, {n_steps} steps"
     limit = f" up to noise {max_noise:.3g}" if not math.isinf(max_noise) else ""
     title += f", guidance {guidance:g}{limit})" if config["conditional"] else ")"
@@ -405,9 +405,11 @@ def get_args(argv=None):
     p.add_argument("--minutes", type=float, default=MINUTES,
                    help="wall-clock training budget, counted across --resume (0: train --epochs)")
     p.add_argument("--epochs", type=int, default=1000, help="upper limit on epochs")
-    p.add_argument("--batch-size", type=int, default=64,
-                   help="images per step; per process under torchrun (the step sees N times it)")
-    p.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per step; per process under torchrun (the step sees N times it). Default: the "
+                        "space's (16 on pixels below 64 px, 64 at 64 px and on codes)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the space's, 3e-3 on pixels "
+                   "below 64 px, else 2e-3)")
     p.add_argument("--warmup", type=int, default=50, help="steps of linear learning-rate warm-up")
     p.add_argument("--lr-decay", choices=["none", "cosine", "linear"], default="cosine",
                    help="the learning rate's fall to zero at the end of the --minutes budget (or of --epochs)")
@@ -422,17 +424,23 @@ def get_args(argv=None):
     p.add_argument("--timesteps", type=int, default=1000, help="diffusion steps T of the DDPM objectives")
     p.add_argument("--time-sampling", choices=["uniform", "logit-normal"], default="logit-normal",
                    help="how --objective flow draws its training times t in [0, 1]")
-    p.add_argument("--base", type=int, default=32, help="U-Net width (channels at its first level)")
+    p.add_argument("--base", type=int, default=None,
+                   help="U-Net width: channels at its first level (default: the space's, 16 on pixels below 64 px, "
+                        "else 32)")
     p.add_argument("--patch", type=int, default=None,
-                   help="pixels (or code positions) per side of the blocks the U-Net sees as one position (default 2 "
-                        "on pixels: its first level at half the resolution, a quarter of the cost; 1 on codes)")
+                   help="pixels (or code positions) per side of the blocks the U-Net sees as one position: 2 puts "
+                        "its first level at half the resolution, for a quarter of the cost (default: the space's, "
+                        "2 at 64 px, else 1)")
+    p.add_argument("--mults", type=int, nargs="+", default=None,
+                   help="each level's width in multiples of --base, from the finest level to the coarsest "
+                        "(default: the space's, 1 2 4 6 on pixels below 64 px, else 1 2 3)")
     p.add_argument("--latent", default=None, metavar="CHECKPOINT",
                    help="latent diffusion: train on the codes of this frozen autoencoder (python train_script.py "
                         "--model LatentAE writes models/Best_LatentAE.pth) and decode samples with it")
-    p.add_argument("--upsample", choices=["nearest", "transposed"], default="transposed",
+    p.add_argument("--upsample", choices=["nearest", "transposed"], default=None,
                    help="how the U-Net goes up a level: a 2x2 stride-2 transposed convolution (about 15%% more "
                         "images/s), or nearest-neighbour doubling and a 3x3 convolution (nine times the "
-                        "multiply-adds at the finer grid)")
+                        "multiply-adds at the finer grid; default: the space's, nearest on pixels below 64 px)")
     p.add_argument("--ema", type=float, default=0.0,
                    help="EMA decay of the sampling weights (0: the last weights, which scored better at 3 "
                         "minutes: the learning rate decays to zero at the budget's end, so they are already an "
@@ -445,11 +453,18 @@ def get_args(argv=None):
     run.add_run_flags(p, CHECKPOINT)
     args = run.parse(p, argv)
     args.image_size = args.image_size or (64 if args.latent else 24)
-    args.patch = args.patch or (1 if args.latent else 2)
+    for key, value in space_kind(dict(latent=args.latent, image_size=args.image_size)).network.items():
+        if getattr(args, key) is None:   # the network and recipe that suit this space, unless given
+            setattr(args, key, value)
     # Flips on codes: 15 minutes are ~250 epochs of the 3 lab classes, which a latent model overfits (docs/bonus.md).
     args.augment = args.augment or ("flip" if args.latent else "none")
-    if args.patch < 1 or (not args.latent and args.image_size % (4 * args.patch)):
-        cli.fail(f"--image-size must be a multiple of 4 x --patch ({4 * max(args.patch, 1)}), got {args.image_size}")
+    multiple = max(args.patch, 1) * 2 ** (len(args.mults) - 1)   # each level below the first halves the grid
+    if args.patch < 1 or (not args.latent and args.image_size % multiple):
+        cli.fail(f"--image-size must be a multiple of {multiple} (--patch {args.patch} and {len(args.mults)} levels), "
+                 f"got {args.image_size}")
+    if not (0 <= args.p_uncond <= 1 and 0 <= args.ema < 1 and args.min_snr >= 0):
+        cli.fail(f"--p-uncond must be in [0, 1], --ema in [0, 1) and --min-snr at least 0; got {args.p_uncond:g}, "
+                 f"{args.ema:g} and {args.min_snr:g}")
     if args.base < 8 or args.base % 8:
         cli.fail(f"--base must be a multiple of 8 (GroupNorm uses 8 groups), got {args.base}")
     if min(args.steps, args.film_steps, args.batch_size, args.timesteps) < 1 or min(args.minutes, args.warmup) < 0:
@@ -460,7 +475,7 @@ def get_args(argv=None):
 
 def settings(args):
     """What a new run saves besides its data: the network's size, the diffusion process and the recipe."""
-    keys = ("unconditional", "base", "patch", "upsample", "objective", "schedule", "timesteps", "time_sampling",
+    keys = ("unconditional", "base", "mults", "patch", "upsample", "objective", "schedule", "timesteps", "time_sampling",
             "min_snr", "p_uncond", "ema", "lr", "warmup", "lr_decay", "batch_size", "latent")
     return lambda data: dict({key: getattr(args, key) for key in keys},
                              conditional=(data.multi_label or len(data.classes) > 1) and not args.unconditional,
@@ -468,9 +483,6 @@ def settings(args):
                                                     data.subset("train")[0]) if args.latent else None)
 
 
-    if not (0 <= args.p_uncond <= 1 and 0 <= args.ema < 1 and args.min_snr >= 0):
-        cli.fail(f"--p-uncond must be in [0, 1], --ema in [0, 1) and --min-snr at least 0; got {args.p_uncond:g}, "
-                 f"{args.ema:g} and {args.min_snr:g}")
 def main(argv=None):
     try:
         train(get_args(argv))

@@ -2,6 +2,12 @@
 
     python bench/diffusion_curve.py --data ../shared/flowers                  # the curve: every line, 1-15 min
     python bench/diffusion_curve.py --data ../shared/flowers --minutes 3 --configs baseline batch32 flow ...
+    python bench/diffusion_curve.py --data ../shared/flowers --epochs 12 24 --configs default patch2 baseline:33
+
+With --epochs the axis is training images instead of minutes, which no machine's speed can move: each point is one
+fresh run of that many epochs (`--minutes 0 --epochs N`, its learning rate decaying to the run's end); NAME:N
+trains that configuration for N epochs only. Its table adds the colour grain and the FD of the feature network
+alone (without the evaluator's spectral features).
 
 Each of our configurations is one `diffusion.py` run resumed from one budget to the next, its EMA weights kept
 as a snapshot at each (a snapshot at 3 minutes is then the model a 3-minute run gives); a configuration whose
@@ -30,7 +36,8 @@ import evaluate  # noqa: E402
 from diffusion_budget import sample_reference, train_reference  # noqa: E402
 from evaluator_checks import flags, run, snapshot  # noqa: E402
 from utils.data.dataset import load_dataset  # noqa: E402
-from utils.evaluation.evaluator import yardstick  # noqa: E402
+from utils.evaluation import metrics  # noqa: E402
+from utils.evaluation.evaluator import predict, yardstick  # noqa: E402
 from utils.evaluation.table import markdown_table  # noqa: E402
 from utils.generators import GENERATORS, SamplingOptions  # noqa: E402
 from utils.sampling.spaces import PixelSpace  # noqa: E402
@@ -71,6 +78,9 @@ CONFIGS = {  # name -> diffusion.py flags
     "ema0-transposed": ["--ema", "0", "--upsample", "transposed"],   # = the default since then
     "lr3e-3-decay": ["--lr", "3e-3"],   # the lr 3e-3 lever again, on the default (no EMA, decay to the end)
     "bf16": ["--precision", "bf16"],    # the default under bfloat16 autocast (fast on CPUs with AMX or AVX512-BF16)
+    # The half-resolution U-Net: 2x2 blocks of pixels as one position, three levels, batch 64 (docs/diffusion.md)
+    "patch2": ["--patch", "2", "--base", "32", "--mults", "1", "2", "3", "--batch-size", "64", "--lr", "2e-3",
+               "--upsample", "transposed"],
 }
 MINUTES = (1, 2, 3, 5, 10, 15)
 N_SAMPLES = 1000
@@ -96,6 +106,20 @@ def our_snapshots(name, data_dir, minutes, workdir, seed):
             *(CONFIGS[name] if fresh else ["--resume"]), cwd=folder, log=folder / "log" / "train_diffusion.out")
         paths[m].parent.mkdir(parents=True, exist_ok=True)
         snapshot(folder, m).replace(paths[m])
+    return paths
+
+
+def epoch_snapshots(name, epochs, data_dir, workdir, seed):
+    """{epochs: checkpoint}: one fresh run of this configuration per number of epochs."""
+    paths = {}
+    for n in epochs:
+        folder = workdir / name / f"{n}ep"
+        paths[n] = folder / "models" / "Best_diffusion.pth"
+        if not paths[n].exists():
+            (folder / "log").mkdir(parents=True, exist_ok=True)
+            print(f"{name}: training {n} epochs ...", flush=True)
+            run("diffusion.py", "--data", data_dir, "--seed", seed, "--minutes", 0, "--epochs", n, "--preview-every", 0,
+                *CONFIGS[name], cwd=folder, log=folder / "log" / "train_diffusion.out")
     return paths
 
 
@@ -157,6 +181,8 @@ def main(argv=None):
     p.add_argument("--configs", nargs="+", default=["baseline", "reference", "fm-patch2", "default"],
                    help=f"from {', '.join(CONFIGS)}, reference")
     p.add_argument("--minutes", type=float, nargs="+", default=MINUTES)
+    p.add_argument("--epochs", type=int, nargs="+", default=None,
+                   help="an axis of epochs instead of minutes: one fresh run per point")
     p.add_argument("--guidance", type=float, default=None, help="guidance of our samples (default: diffusion.py's)")
     p.add_argument("--workdir", default="runs/diffusion_curve")
     p.add_argument("--plot", default=None, help="where the figure goes (default: docs/diffusion_curve.png when "
@@ -173,6 +199,8 @@ def main(argv=None):
     cache_path = workdir / "results.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     floor = evaluate.calibration_rows(data, stick, N_SAMPLES, torch.Generator().manual_seed(0))[0][0]
+    if args.epochs:
+        return epochs_table(args, data_dir, workdir, stick, default_guidance, floor)
     results = []
     for name in args.configs:
         guidance = BASELINE_GUIDANCE if name == "baseline" and args.guidance is None else default_guidance
@@ -205,6 +233,36 @@ def main(argv=None):
     if plot_path:
         plot(results, floor, vae, plot_path)
         print(f"\nwrote {plot_path}")
+
+
+def network_only_fd(samples, stick):
+    """FD on the feature network's features alone, as the evaluator before its spectral features measured it."""
+    d = stick.evaluator.feature_dim
+    return metrics.frechet_distance(predict(stick.evaluator, samples, features=True)[:, :d], stick.reference[:, :d])
+
+
+def epochs_table(args, data_dir, workdir, stick, default_guidance, floor):
+    cache_path = workdir / "results_epochs.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    results = []
+    for spec in args.configs:
+        name, _, only = spec.partition(":")
+        epochs = [int(only)] if only else args.epochs
+        guidance = BASELINE_GUIDANCE if name == "baseline" and args.guidance is None else default_guidance
+        todo = [] if args.cached else [n for n in epochs if f"{name}/{n}ep/{guidance:g}" not in cache]
+        paths = epoch_snapshots(name, todo, data_dir, workdir, args.seed) if todo else {}
+        for n in todo:
+            samples, labels, info = our_point(paths[n], N_SAMPLES, args.seed, guidance)
+            quality = evaluate.sample_quality(samples, stick, labels)
+            cache[f"{name}/{n}ep/{guidance:g}"] = dict(config=name, guidance=guidance, **info, **quality,
+                                                      fd_network=network_only_fd(samples, stick))
+            cache_path.write_text(json.dumps(cache, indent=1))
+        results += [cache[key] for n in epochs if (key := f"{name}/{n}ep/{guidance:g}") in cache]
+    print(f"\n# Diffusion quality against training epochs ({platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}): {args.data} at 24px, {N_SAMPLES} class-balanced samples per point, seed "
+          f"{args.seed}")
+    print(f"held-out real: FD {floor['fd']:.2f}, recall {floor['recall']:.3f}, grain {floor['grain']:.2f}\n")
+    print(markdown_table(results))
 
 
 if __name__ == "__main__":

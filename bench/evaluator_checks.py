@@ -38,13 +38,14 @@ from utils.evaluation.table import markdown_table  # noqa: E402
 
 SNAPSHOT_MINUTES = (1, 3, 15)
 # A DDPM recipe, spelled out: v-prediction at full resolution, constant learning rate (a snapshot is a shorter run).
-BASELINE = dict(objective="v", schedule="cosine", min_snr=5, batch_size=64, lr=2e-3, base=32, ema=0.999, patch=1,
-                upsample="nearest", warmup=0, lr_decay="none")
+BASELINE = dict(objective="v", schedule="cosine", min_snr=5, batch_size=64, lr=2e-3, base=32, mults=[1, 2, 3],
+                ema=0.999, patch=1, upsample="nearest", warmup=0, lr_decay="none")
 
 
 def flags(**changes):
     """diffusion.py's flags for the baseline with some settings changed."""
-    return [f for key, value in dict(BASELINE, **changes).items() for f in (f"--{key.replace('_', '-')}", str(value))]
+    return [f for key, value in dict(BASELINE, **changes).items()
+            for f in (f"--{key.replace('_', '-')}", *map(str, value if isinstance(value, list) else [value]))]
 N_SAMPLES = 1000
 MIN_REAL_PR = 0.85
 

@@ -1,5 +1,6 @@
 """The flower classifier behind the metrics, and the report with a model missing."""
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -46,6 +47,25 @@ def test_evaluator_is_reused_until_the_data_changes(tiny_flowers, workdir, monke
     assert len(calls) == 1
     data.images = data.images.flip(-1)
     load_or_train_evaluator(data)
+    assert len(calls) == 2
+
+
+def test_a_shipped_evaluator_is_used_only_for_its_own_data(tiny_flowers, workdir, monkeypatch, tmp_path_factory):
+    data = load_dataset(str(tiny_flowers), 24)
+    calls = []
+    real_train = evaluator_module.train_classifier
+    monkeypatch.setattr(evaluator_module, "train_classifier",
+                        lambda d, log=print: calls.append(1) or real_train(d, epochs=1, log=log))
+    shipped = tmp_path_factory.mktemp("shipped")
+    monkeypatch.setattr(evaluator_module, "SHIPPED", shipped)
+    trained, _ = load_or_train_evaluator(data)
+    (workdir / evaluator_module.evaluator_path(data)).rename(shipped / Path(evaluator_module.evaluator_path(data)).name)
+    loaded, _ = load_or_train_evaluator(data)   # a fresh clone: nothing in models/
+    assert len(calls) == 1 and Path(loaded.source).parent == shipped
+    x = torch.rand(4, 3, 24, 24)
+    assert torch.equal(loaded.embed(x), trained.eval().embed(x))
+    data.images = data.images.flip(-1)          # the user's own images: trained anew, into models/
+    assert not Path(load_or_train_evaluator(data)[0].source).is_relative_to(shipped)
     assert len(calls) == 2
 
 

@@ -12,6 +12,7 @@ import torch
 from utils.training import distributed
 from utils.errors import UserError
 from utils.generators import SamplingOptions
+from utils.sampling.samplers import SAMPLERS, sampler_help
 
 
 class Parser(argparse.ArgumentParser):
@@ -99,10 +100,8 @@ def add_sampling_flags(p, what, precision=True):
                         "conditionally (more variety; default: the model's, inf (every step) on pixels below 64 px, "
                         "7/3 = 2.333... (t <= 0.7 on the straight path) on codes and at 64 px: 2.33 guides one step "
                         "fewer)")
-    p.add_argument("--sampler", choices=["dpm", "ddim", "euler", "heun", "ddpm"], default=None,
-                   help="deterministic DPM-Solver++(2M) (as good as DDIM in fewer steps), DDIM (= Euler), Heun "
-                        "(second order, two network calls a step), or ancestral DDPM (all T steps of a DDPM model); "
-                        "default: the model's, dpm on pixels below 64 px, heun on codes and at 64 px")
+    p.add_argument("--sampler", choices=sorted(SAMPLERS), default=None,
+                   help=f"{sampler_help()}; default: the model's, dpm on pixels below 64 px, heun on codes and at 64 px")
     p.add_argument("--steps", type=at_least(1), default=defaults.steps, help="steps of the deterministic samplers (and of ddpm for flow)")
     if precision:
         p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
@@ -112,7 +111,10 @@ def add_sampling_flags(p, what, precision=True):
 
 
 def native_bf16_cpu():
-    """Whether this CPU multiplies bfloat16 in hardware (Intel AMX, or AVX512-BF16 as on AMD Zen 4)."""
+    """Whether this CPU multiplies bfloat16 in hardware (Intel AMX, or AVX512-BF16 as on AMD Zen 4) and torch uses
+    it: ATEN_CPU_CAPABILITY=avx2 (with ONEDNN_MAX_CPU_ISA=AVX2) makes such a CPU behave as an AVX2-only one."""
+    if torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "AVX2", "NO AVX"):
+        return False
     return any(getattr(torch.cpu, check, lambda: False)()
                for check in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
 

@@ -3,7 +3,8 @@
 No pretrained Inception weights can be downloaded on the lab machines, so we train one once on the training
 split (12-36 s on two CPU cores at 24 px; 13-35 minutes for the 16-class set at 64 px, by the machine) and reuse
 it (models/Evaluator_<data>_<size>px.pth: one per data set and size, so scoring another set never overwrites
-this one's), retraining when the data changes. A classifier alone learns what tells the classes apart and little
+this one's), retraining when the data changes; for the course's own sets (flowers at 24 px) it ships trained
+(SHIPPED below), so that every clone and machine scores the same samples identically. A classifier alone learns what tells the classes apart and little
 else: its features scored a blob of the right colour as well as a detailed flower, and a 3-minute diffusion model
 above a 15-minute one. So it
 learns two things at once: the class, and which two augmented views come from the same training image
@@ -23,12 +24,19 @@ from torch import nn
 
 from utils.data.augment import augment
 from utils.data.dataset import to_float
+from utils.evaluation.spectrum import spectral_features
 from utils.training.checkpoint import load_checkpoint, save_checkpoint
 
-VERSION = 3          # bump when the network or its training changes: stored classifiers are then retrained
+VERSION = 4          # bump when the network, its training or the features change: stored ones are then retrained
 WIDTHS = (16, 32, 64)   # channels at full, 1/2 and 1/4 resolution: chosen by bench/evaluator_checks.py
 FEATURE_SCALE = 10      # features x 10: FD x 100, so that it reads in units and tens, like the Inception FID
 TEMPERATURE = 0.2       # of the contrastive loss
+# Weight of the colour-grain features (spectrum.py) beside the network's: chosen by bench/evaluator_checks.py so that
+# speckled samples rank below smooth ones of the same shapes, as the eye ranks them, with every ladder in order.
+SPECTRAL_SCALE = 2.0
+# Feature networks trained on the course's data sets, used when the data's fingerprint matches: a fresh clone scores
+# at once, and every machine scores with the same network. python bench/ship_evaluators.py writes them.
+SHIPPED = Path(__file__).resolve().parent / "shipped"
 
 
 def conv_block(c_in, c_out):
@@ -52,10 +60,7 @@ class FlowerClassifier(nn.Module):
 
     def features(self, x):
         """Features of images in [0, 1] of any size (resized to the size the network was trained at)."""
-        if x.shape[-2:] != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", antialias=True,
-                              align_corners=False)
-        h, pooled = x * 2 - 1, []
+        h, pooled = self.resized(x) * 2 - 1, []
         for stage in self.stages:
             h = stage(h)
             # Divided by sqrt(width): each stage weighs the same in the distances, whatever its width.
@@ -64,6 +69,18 @@ class FlowerClassifier(nn.Module):
 
     def forward(self, x):
         return self.head(self.features(x))
+
+    def embed(self, x):
+        """What FD, KID and precision/recall compare: the features, and the fine detail's power per channel of
+        luminance and colour (spectrum.py), which pooled features miss."""
+        x = self.resized(x)
+        return torch.cat([self.features(x), spectral_features(x, SPECTRAL_SCALE)], 1)
+
+    def resized(self, x):
+        if x.shape[-2:] == (self.input_size, self.input_size):
+            return x
+        return F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", antialias=True,
+                             align_corners=False)
 
 
 def fingerprint(data):
@@ -77,9 +94,9 @@ def fingerprint(data):
 
 @torch.no_grad()
 def predict(model, images, batch_size=500, features=False):
-    """Logits (or features) of float images in [0, 1], batched."""
+    """Logits (or the features that the metrics compare: FlowerClassifier.embed) of float images in [0, 1], batched."""
     model.eval()
-    fn = model.features if features else model
+    fn = model.embed if features else model
     return torch.cat([fn(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
@@ -155,19 +172,31 @@ def evaluator_path(data):
     return f"models/Evaluator_{Path(data.source).name}_{data.image_size}px.pth"
 
 
-def load_or_train_evaluator(data, path=None, retrain=False, log=print):
-    """The stored classifier when it was trained on exactly this data, else a freshly trained one."""
-    path, key = path or evaluator_path(data), fingerprint(data)
+def stored_evaluator(path, key):
+    """The classifier stored at path if it was trained on the data of this fingerprint, else None."""
     try:
-        ckpt = None if retrain else load_checkpoint(path, model="Evaluator")
+        ckpt = load_checkpoint(path, model="Evaluator")
     except Exception:
-        ckpt = None
-    if ckpt is not None and ckpt["config"]["fingerprint"] == key:
-        c = ckpt["config"]
-        model = FlowerClassifier(len(c["classes"]), c["channels"], c["input_size"])
-        model.load_state_dict(ckpt["model"])
-        return model.eval(), c["valid_accuracy"]
+        return None
+    if ckpt["config"]["fingerprint"] != key:
+        return None
+    c = ckpt["config"]
+    model = FlowerClassifier(len(c["classes"]), c["channels"], c["input_size"])
+    model.load_state_dict(ckpt["model"])
+    model.source = str(path)
+    return model.eval(), c["valid_accuracy"]
+
+
+def load_or_train_evaluator(data, path=None, retrain=False, log=print):
+    """The stored classifier when it was trained on exactly this data (the shipped one, else one in models/), else
+    a freshly trained one. The model's `source` says which file it is."""
+    path, key = path or evaluator_path(data), fingerprint(data)
+    for candidate in [] if retrain else [SHIPPED / Path(evaluator_path(data)).name, path]:
+        found = stored_evaluator(candidate, key)
+        if found is not None:
+            return found
     model, valid_accuracy = train_classifier(data, log=log)
+    model.source = str(path)
     config = dict(model="Evaluator", fingerprint=key, classes=data.classes, channels=data.channels,
                   multi_label=data.multi_label, image_size=data.image_size, data=data.source,
                   input_size=model.input_size, valid_accuracy=valid_accuracy)

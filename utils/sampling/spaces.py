@@ -15,6 +15,12 @@ from utils.errors import UserError
 
 class PixelSpace:
     """The images themselves, scaled to [-1, 1]."""
+    min_size = 0   # the smallest image size (px) this space's defaults serve; space_kind takes the largest that fits
+    # diffusion.py's network and recipe here: a U-Net at the full resolution with a narrow first level (16 channels,
+    # then 32, 64 and 96 at 12, 6 and 3 px), in many small steps. A U-Net on 2x2 blocks of pixels (patch 2) costs
+    # less per image but leaves single-pixel specks of colour: at 12 and 24 epochs this one scores FD 3.5 / 2.2
+    # against 9.7 / 3.7, colour grain 1.0 / 0.9 against 6.5 / 2.7 (bench/diffusion_curve.py --epochs, docs/diffusion.md)
+    network = dict(patch=1, base=16, mults=(1, 2, 4, 6), upsample="nearest", batch_size=16, lr=3e-3)
     clip = 1.0   # a predicted clean image is clipped to this range while sampling
     guidance, guidance_max_noise = 1.5, math.inf   # sampling defaults: guided at every step (bench/diffusion_curve.py)
     sampler = "dpm"   # DPM-Solver++(2M), 20 network calls at 20 steps
@@ -37,6 +43,9 @@ class LargePixelSpace(PixelSpace):
     """Pixels at 64 px and more, sampled as the codes are: on the 16 flowers at 64 px (2x2 blocks, 44 minutes of
     training) 1,000 samples scored FD 1.16 / 1.23, recall 0.761 / 0.751 (seeds 0 / 1) this way against 1.53 / 1.60,
     0.708 / 0.690 with the 24 px defaults above (docs/bonus.md)."""
+    min_size = 64
+    # 2x2 blocks of pixels, the network the bonus's numbers were measured with (docs/bonus.md)
+    network = dict(patch=2, base=32, mults=(1, 2, 3), upsample="transposed", batch_size=64, lr=2e-3)
     guidance, guidance_max_noise = 3.0, 7 / 3
     sampler = "heun"
     # bf16 where the hardware multiplies it natively: 4.7-5.6 s per 64 samples against fp32's 11.6-11.9, FD 1.10 /
@@ -49,6 +58,7 @@ class LatentSpace:
     noise schedules assume (Rombach et al. 2022)."""
     clip = None  # codes have no fixed range: clipping them to the pixels' [-1, 1] cut their tails, and the samples'
                  # variety with them (recall 0.05 clipped, against 0.8 for the decoded real codes)
+    network = dict(patch=1, base=32, mults=(1, 2, 3), upsample="transposed", batch_size=64, lr=2e-3)
     # Guided strongly, but only at noise-to-signal ratios up to 2.33 (t <= 0.7 on the straight path): on the 16
     # flowers at 64 px, 1,000 samples scored FD 2.08 / recall 0.541 / class acc 83.3 % this way, against 2.20 /
     # 0.479 / 87.7 % for guidance 2 and 2.89 / 0.477 / 76.0 % for 1.5 at every step; on the
@@ -110,11 +120,15 @@ def new_latent(path, image_size, channels, images, device="cpu", n=2000):
                 digest=weights_digest(autoencoder))
 
 
+PIXEL_SPACES = [PixelSpace, LargePixelSpace]   # a new size range of pixels is one subclass declaring min_size
+
+
 def space_kind(config):
     """The class of a run's space, for its sampling defaults, without loading an autoencoder."""
     if config.get("latent"):
         return LatentSpace
-    return LargePixelSpace if config["image_size"] >= 64 else PixelSpace
+    return max((space for space in PIXEL_SPACES if space.min_size <= config["image_size"]),
+               key=lambda space: space.min_size)
 
 
 _LOADED = {}   # (autoencoder file, its modification time, device) -> (autoencoder, digest): read once
