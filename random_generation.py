@@ -105,7 +105,8 @@ def main(argv=None):
                                                      args.guidance_max_noise, args.precision)
     condition = chosen_condition(args, config)
     if args.interpolate:
-        print(f"wrote {kind.api.interpolation(model, ckpt, args.seed, device, options, condition, data=args.data)}")
+        print("wrote " + kind.api.interpolation(model, ckpt, args.seed, device, options, condition, data=args.data,
+                                                path=f"vis/interpolation_{figure_name(args.checkpoint, args.model)}.png"))
         return
     path = f"vis/random_images_{figure_name(args.checkpoint, args.model)}{'_gmm' * (args.prior == 'gmm')}.png"
     if condition is not None:

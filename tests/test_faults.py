@@ -181,8 +181,10 @@ def test_figures_of_another_checkpoint_are_named_after_it(tiny_flowers, workdir,
     train(tiny_flowers, "--model", "AE", "--checkpoint", "models/Best_other.pth")
     visualization.main(["--model", "AE", "--checkpoint", "models/Best_other.pth", "--threads", "1"])
     random_generation.main(["--model", "AE", "--checkpoint", "models/Best_other.pth", "--threads", "1"])
-    assert sorted(p.name for p in Path("vis").glob("*_other.png")) == ["loss_other.png", "random_images_other.png",
-                                                                      "train_other.png", "valid_other.png"]
+    random_generation.main(["--model", "AE", "--checkpoint", "models/Best_other.pth", "--threads", "1", "--interpolate"])
+    assert sorted(p.name for p in Path("vis").glob("*_other.png")) == ["interpolation_other.png", "loss_other.png",
+                                                                      "random_images_other.png", "train_other.png",
+                                                                      "valid_other.png"]
     assert not list(Path("vis").glob("*_AE.png"))
 
 

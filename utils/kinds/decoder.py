@@ -122,7 +122,7 @@ def latent_path(model, ends, weights):
     return model.decode((1 - w) * z[:1] + w * z[1:]).clamp(0, 1)
 
 
-def interpolation(model, ckpt, seed, device, options=None, condition=None, data=None, rows=6, steps=8):
+def interpolation(model, ckpt, seed, device, options=None, condition=None, data=None, rows=6, steps=8, path=None):
     """Pairs of validation images (of the checkpoint's own split), decoded along the straight line between their
     codes (the VAE's: the means)."""
     name = ckpt["config"]["model"]
@@ -138,7 +138,7 @@ def interpolation(model, ckpt, seed, device, options=None, condition=None, data=
         ends = to_float(dataset.images[pair]).to(device)
         figure_rows.append(torch.cat([ends[:1], latent_path(model, ends, weights), ends[1:]]).cpu())
     columns = ["image A"] + [f"w={w:.2f}" for w in weights.tolist()] + ["image B"]
-    path = f"vis/interpolation_{name}.png"
+    path = path or f"vis/interpolation_{name}.png"
     image_rows(figure_rows, [""] * rows, f"{name}: decoding (1 - w) z_A + w z_B between two validation images",
                path, column_labels=columns)
     return path
