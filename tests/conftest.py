@@ -52,9 +52,10 @@ def quick_evaluator(monkeypatch):
 @pytest.fixture
 def samplers_used(monkeypatch):
     """The names of the diffusion samplers called, in order (each still runs)."""
+    import dataclasses
     import diffusion
     used = []
     def spy(name, sampler):
-        return lambda *args: used.append(name) or sampler(*args)
+        return dataclasses.replace(sampler, run=lambda *args: used.append(name) or sampler.run(*args))
     monkeypatch.setattr(diffusion, "SAMPLERS", {name: spy(name, f) for name, f in diffusion.SAMPLERS.items()})
     return used

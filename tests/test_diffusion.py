@@ -4,10 +4,10 @@ import torch
 
 import diffusion
 import random_generation
-from diffusion import Diffuser, diffusion_loss_fn, eps_and_x0, guided_denoiser, make_betas, padded
+from diffusion import Diffuser, diffusion_loss_fn, eps_and_x0, guided_denoiser, padded
 from utils.errors import UserError
 from utils.sampling.objectives import OBJECTIVES
-from utils.sampling.paths import Discrete, Straight
+from utils.sampling.paths import Discrete, Straight, make_betas
 from utils.sampling.samplers import SAMPLERS
 from utils.sampling.spaces import LatentSpace, PixelSpace, space_kind
 from utils.training.train import EMA
@@ -277,7 +277,7 @@ def test_sampler_is_deterministic_for_a_seed():
 def test_pixels_sample_with_dpm_solver_unless_told_otherwise(samplers_used):
     """(Codes with Heun's method: test_latent.py.)"""
     model = Diffuser(8, 3, num_classes=2, base=8, mults=(1, 2)).eval()
-    config = dict(schedule="cosine", timesteps=50, objective="flow", channels=3, image_size=8)
+    config = dict(objective="flow", time_sampling="logit-normal", channels=3, image_size=8)
     for sampler in [None, "heun"]:
         diffusion.sample(model, config, 1, torch.tensor([1]), None, sampler, 2)
     assert samplers_used == ["dpm", "heun"]
@@ -307,7 +307,7 @@ def test_padded_batches_give_the_same_outputs_in_multiples():
 def test_bf16_samples_do_not_depend_on_their_batch():
     model = Diffuser(8, 3, num_classes=2, base=8, mults=(1, 2)).eval()
     torch.nn.init.normal_(model.head[-1].weight, std=0.1)
-    config = dict(objective="flow", channels=3, image_size=8)
+    config = dict(objective="flow", time_sampling="logit-normal", channels=3, image_size=8)
     labels = torch.arange(13) % 2
     alone = diffusion.sample(model, config, 3, labels[:3], 2.0, "heun", 3, seed=4, precision="bf16")
     for batch_size in (64, 5):

@@ -5,8 +5,10 @@
     sampling_times(steps) times from pure noise down to the least noisy step; samplers end on the clean image
     ancestral_times(steps) the same for the stochastic DDPM sampler
     network_time(t)       the number the network's time embedding sees
+    from_config(config)   (a class method) the path of a run's saved configuration
 
 The samplers (samplers.py) and objectives (objectives.py) use only these, so every sampler works on every path.
+A new path is one class registered in PATHS, under the name an objective's `path` gives.
 """
 import math
 
@@ -35,6 +37,10 @@ class Discrete:
 
     def __init__(self, alpha_bar, schedule=""):
         self.alpha_bar, self.schedule = alpha_bar, schedule
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(torch.cumprod(1 - make_betas(config["schedule"], config["timesteps"]), 0), config["schedule"])
 
     def coefficients(self, t):
         ab = self.alpha_bar.to(t.device if torch.is_tensor(t) else "cpu")[t]
@@ -68,6 +74,10 @@ class Straight:
             raise ValueError(f"unknown time sampling {time_sampling!r} (use uniform or logit-normal)")
         self.time_sampling = time_sampling
 
+    @classmethod
+    def from_config(cls, config):
+        return cls(config["time_sampling"])
+
     def coefficients(self, t):
         t = torch.as_tensor(t, dtype=torch.float32)
         return shaped(1 - t, t), shaped(t, t)
@@ -88,3 +98,6 @@ class Straight:
 
     def describe(self):
         return f"straight path, {self.time_sampling} t"
+
+
+PATHS = {"discrete": Discrete, "straight": Straight}   # OBJECTIVES' `path` names these

@@ -7,6 +7,9 @@ whatever objective it was trained with, and `path` (paths.py) gives x_t = a(t) x
 `fresh_noise(shape)` gives the stochastic sampler its noise (again per sample); `trace(t, x_t, x0)` sees every step.
 Every sampler ends on the clean image (a = 1, s = 0).
 """
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 
 from utils.seeds import stable_seed
@@ -105,5 +108,32 @@ def dpm_solver_sample(denoise, x, path, steps=20, fresh_noise=None, trace=None):
     return x
 
 
-SAMPLERS = {"ddim": ddim_sample, "euler": ddim_sample, "heun": heun_sample, "ddpm": ddpm_sample,
-            "dpm": dpm_solver_sample}
+@dataclass(frozen=True)
+class Sampler:
+    """One registered sampler: its function (the signature above), the words --sampler's help gives it, and
+    whether it draws fresh noise at its steps (then it walks the path's ancestral_times, and cannot follow a fixed
+    path from a given noise, as --interpolate needs)."""
+    run: Callable
+    help: str
+    stochastic: bool = False
+
+    def __call__(self, denoise, x, path, steps, fresh_noise=None, trace=None):
+        return self.run(denoise, x, path, steps, fresh_noise, trace)
+
+    def times(self, path, steps):
+        """The times of the network's evaluations along the path (a figure's step count)."""
+        return (path.ancestral_times if self.stochastic else path.sampling_times)(steps)
+
+
+# A new sampler is one function and one entry here: --sampler offers it, and every path and objective take it.
+SAMPLERS = {
+    "dpm": Sampler(dpm_solver_sample, "deterministic DPM-Solver++(2M), as good as DDIM in fewer steps"),
+    "ddim": Sampler(ddim_sample, "deterministic DDIM"),
+    "euler": Sampler(ddim_sample, "Euler's method, the same as ddim"),
+    "heun": Sampler(heun_sample, "Heun's second-order method, two network calls a step"),
+    "ddpm": Sampler(ddpm_sample, "ancestral DDPM sampling, all T steps of a DDPM model", stochastic=True),
+}
+
+
+def sampler_help():
+    return "; ".join(f"{name}: {sampler.help}" for name, sampler in SAMPLERS.items())
