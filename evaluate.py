@@ -33,7 +33,9 @@ from utils.training.checkpoint import load_checkpoint
 
 def report_settings(args, kinds):
     """Data, size, split and label files: as given, else those of the first trained model, else the defaults."""
-    trained = [load_checkpoint(kind.checkpoint, model=kind.name)["config"] for kind in kinds if kind.trained()]
+    # image_size: a model trained at another size is refused now, not after minutes of decoding the data at this one.
+    trained = [load_checkpoint(kind.checkpoint, model=kind.name, image_size=args.image_size)["config"]
+               for kind in kinds if kind.trained()]
     first = trained[0] if trained else {}
     own = not args.data   # the label files and the split of the models' own data
     return dict(data=args.data or first.get("data") or resolve_source(None),

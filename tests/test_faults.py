@@ -328,3 +328,12 @@ def test_training_into_a_full_disk_is_one_line(tiny_flowers, workdir, tiny_disk,
                                                            str(tiny_disk / "Best_AE.pth")])
     assert code == 2 and err.startswith(f"error: cannot write {tiny_disk}/") and "the disk is full" in err
     assert not list(tiny_disk.glob("*.tmp"))   # nothing half-written left to fill the disk
+
+
+def test_evaluate_refuses_another_size_before_loading_the_data(tiny_flowers, workdir, capsys, monkeypatch):
+    import evaluate
+    train(tiny_flowers, "--model", "AE")
+    monkeypatch.setattr(evaluate, "load_dataset", lambda *a, **k: pytest.fail("the data was loaded first"))
+    code, err = one_line_error(capsys, evaluate.main, ["--model", "AE", "--image-size", "32", "--data",
+                                                       str(tiny_flowers)])
+    assert code == 2 and err == "error: models/Best_AE.pth was trained at 24px, not 32px"
