@@ -17,15 +17,14 @@ from torch import nn
 from utils import cli
 from utils.data.augment import described
 from utils.errors import UserError
-from utils.figures import image_rows
 from utils.generators import SamplingOptions
 from utils.sampling.objectives import OBJECTIVES
-from utils.sampling.paths import PATHS
-from utils.sampling.samplers import SAMPLERS, per_sample_noise, sample_generators
+from utils.sampling.diffusion_figures import denoise_figure, sample_grid
+from utils.sampling.driver import make_path
 from utils.sampling.spaces import make_space, new_latent, space_kind
 from utils.training import distributed, run
 from utils.training.checkpoint import default_checkpoint, figure_name, load_checkpoint
-from utils.training.train import EMA, EarlyStopping, Recipe, autocast, make_optimizer
+from utils.training.train import EMA, EarlyStopping, Recipe, make_optimizer
 
 CHECKPOINT = default_checkpoint("diffusion")
 MINUTES = 2   # the default training budget, chosen on the curve of bench/diffusion_curve.py (docs/diffusion.md)
@@ -173,54 +172,7 @@ def diffusion_loss_fn(model, x0, labels, path, objective="v", min_snr=5.0, p_unc
     return per_image.mean()
 
 
-def eps_and_x0(output, x_t, a, s, objective, clip=1.0):
-    """The network's output as (noise, clean image), with the clean image clipped to [-clip, clip], the data's
-    range (pixels; codes have no fixed range: clip None)."""
-    _, x0 = OBJECTIVES[objective].eps_and_x0(output, x_t, a, s)
-    if clip is not None:
-        x0 = x0.clamp(-clip, clip)
-    return (x_t - a * x0) / s, x0
-
-
-def padded(model, multiple):
-    """model(x, t, labels) on batches padded to a multiple of `multiple` images. CPU bf16 kernels block the batch:
-    in a batch of 5 an image's output depended on its place in it (by up to 0.03), in batches of 4, 8, 12 ... 64
-    it did not (measured), so padding keeps sample i the same whatever n and the batch size."""
-    def call(x, t, labels=None):
-        extra = -len(x) % multiple
-        if not extra:
-            return model(x, t, labels)
-        repeat = lambda v: torch.cat([v, v[:1].expand(extra, *v.shape[1:])])  # noqa: E731
-        return model(repeat(x), repeat(t), None if labels is None else repeat(labels))[:len(x)]
-    return call
-
-
-def guided_denoiser(model, path, objective, labels=None, guidance=2.0, clip=1.0, max_noise=math.inf, pad_to=1):
-    """denoise(x_t, t) -> (eps, x0) for the samplers; with labels, classifier-free guidance of weight `guidance`:
-    output = uncond + guidance * (cond - uncond), so 0 is unconditional and 1 purely conditional. Guided only at
-    steps whose noise-to-signal ratio s/a is at most max_noise, purely conditional at the noisier ones: guiding
-    those narrows the samples' variety (Kynkaanniemi et al. 2024). pad_to: padded()'s multiple."""
-    net = padded(model, pad_to)
-
-    def denoise(x, t):
-        t_batch = path.network_time(torch.full((len(x),), t, device=x.device))
-        a, s = (c.to(x.device) for c in path.coefficients(t))
-        weight = guidance if math.isinf(max_noise) or float(s) <= max_noise * float(a) or guidance == 0 else 1
-        # .float(): under bf16 autocast the network's output is bfloat16; guidance and the sampler's steps are not
-        if labels is None or weight == 0:   # exactly the unconditional prediction, at half the cost
-            output = net(x, t_batch).float()
-        elif weight == 1:                   # exactly the conditional one
-            output = net(x, t_batch, labels).float()
-        else:
-            both = net(torch.cat([x, x]), torch.cat([t_batch, t_batch]),
-                       torch.cat([labels, model.null_labels(len(labels), labels.device)])).float()
-            cond, uncond = both.chunk(2)
-            output = uncond + weight * (cond - uncond)
-        return eps_and_x0(output, x, a, s, objective, clip)
-    return denoise
-
-
-# ---------------------------------------------------------------- sampling a trained model
+# ---------------------------------------------------------------- a saved model
 
 def build(config):
     """A fresh network from a configuration (a checkpoint's, or a new run's), for its images or a latent model's
@@ -236,11 +188,6 @@ def build(config):
     return model
 
 
-def make_path(config):
-    """The noising path of a configuration: the one its objective trains on (utils/sampling/paths.py's PATHS)."""
-    return PATHS[OBJECTIVES[config["objective"]].path].from_config(config)
-
-
 def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None):
     """The sampling network of a saved diffusion model (its EMA, or its last weights), rebuilt from the checkpoint."""
     ckpt = load_checkpoint(checkpoint, model=name, image_size=image_size)
@@ -248,154 +195,6 @@ def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None)
     model.load_state_dict(ckpt.get("ema") or ckpt["model"])  # without an EMA (--ema 0) the checkpoint stores none
     # channels-last convolutions sample ~25 % faster on CPU (measured; training gains nothing from them)
     return model.to(device, memory_format=torch.channels_last).eval(), ckpt
-
-
-def sampling_of(config, guidance=None, max_noise=None, sampler=None):
-    """(weight, max noise) of classifier-free guidance and the sampler: the given ones, else the defaults of the
-    model's space."""
-    space = space_kind(config)
-    return (space.guidance if guidance is None else guidance,
-            space.guidance_max_noise if max_noise is None else max_noise, sampler or space.sampler)
-
-
-@torch.no_grad()
-def sample(model, config, n, labels=None, guidance=None, sampler=None, steps=20, seed=0, device="cpu", trace=None,
-           batch_size=64, noise=None, first=0, max_noise=None, precision=None):
-    """n images in [0, 1] (labels: n class indices or multi-hot object sets, or None for unconditional samples).
-    guidance, max_noise (guided_denoiser's), sampler and precision ("auto", "fp32" or "bf16", cli.precision_for's):
-    None for the model's space's defaults.
-
-    Sample i (counted from `first`) draws its noise from its own generator, seeded by (seed, first + i): the same
-    image whatever n and the batch size. `noise`: the starting x_T (n x C x H x W) instead (interpolation)."""
-    path, space = make_path(config), make_space(config, device)
-    guidance, max_noise, sampler = sampling_of(config, guidance, max_noise, sampler)
-    precision = cli.precision_for(precision or space_kind(config).precision, torch.device(device))
-    out = []
-    for start in range(0, n, batch_size):
-        end = min(n, start + batch_size)
-        generators = sample_generators(seed, first + start, end - start)
-        x = noise[start:end] if noise is not None else per_sample_noise(generators, space.shape)
-        chunk = labels[start:end].to(device) if labels is not None else None
-        denoise = guided_denoiser(model, path, config["objective"], chunk, guidance, space.clip, max_noise,
-                                  pad_to=8 if precision == "bf16" else 1)
-        fresh_noise = lambda size: per_sample_noise(generators, size[1:]).to(device)  # noqa: E731
-        with autocast(device, precision):
-            x = SAMPLERS[sampler](denoise, x.to(device), path, steps, fresh_noise, trace)
-        out.append(space.decode(x).cpu())
-    return torch.cat(out)
-
-
-def slerp(a, b, weight):
-    """Spherical interpolation: Gaussian noise keeps its norm along the path (a straight line would shrink it)."""
-    omega = torch.arccos((a.flatten() @ b.flatten() / (a.norm() * b.norm())).clamp(-1, 1))
-    if omega < 1e-4:  # (almost) the same direction: the straight line is the arc
-        return (1 - weight) * a + weight * b
-    return (torch.sin((1 - weight) * omega) * a + torch.sin(weight * omega) * b) / torch.sin(omega)
-
-
-def balanced_labels(num_classes, n):
-    return torch.arange(n) % num_classes
-
-
-def row_conditions(config, n_rows):
-    """Labels and names for rows of a figure: every class in turn, or (multi-label) one object per row."""
-    classes = config["classes"]
-    labels = balanced_labels(len(classes), n_rows)
-    names = [classes[i] for i in labels]
-    return (torch.eye(len(classes))[labels] if config.get("multi_label") else labels), names
-
-
-def generate(model, config, n, labels=None, seed=0, device="cpu", options=SamplingOptions(), first=0):
-    """The generator interface (utils/generators.py): sample() with the --guidance, --sampler and --steps options."""
-    guidance = options.guidance if labels is not None else 0
-    return sample(model, config, n, labels, guidance, options.sampler, options.steps, seed, device, first=first,
-                  max_noise=options.guidance_max_noise, precision=options.precision)
-
-
-def figure(model, ckpt, path, seed, device, options=SamplingOptions()):
-    sample_grid(model, ckpt["config"], path, seed, device, options)
-
-
-def interpolation(model, ckpt, seed, device, options=SamplingOptions(), condition=None, data=None, rows=6, steps=8,
-                  path=None):
-    """Spherical paths between two starting noises, every point sampled by the deterministic sampler;
-    condition: (label, name) for every row, else one class per row."""
-    config = ckpt["config"]
-    _, _, sampler = sampling_of(config, sampler=options.sampler)
-    if SAMPLERS[sampler].stochastic:
-        raise UserError(f"--interpolate needs a deterministic sampler: --sampler dpm or ddim, not {sampler}")
-    if condition is not None:
-        row_labels, names = condition[0].expand(rows, *condition[0].shape), [condition[1]] * rows
-    elif config["conditional"]:
-        row_labels, names = row_conditions(config, rows)
-    else:
-        row_labels, names = None, [""] * rows
-    ends = torch.randn(rows, 2, *make_space(config).shape, generator=torch.Generator().manual_seed(seed))
-    weights = torch.linspace(0, 1, steps + 2)
-    noise = torch.stack([slerp(a, b, w) for a, b in ends for w in weights])
-    labels = row_labels.repeat_interleave(len(weights), dim=0) if row_labels is not None else None
-    images = sample(model, config, len(noise), labels, options.guidance if labels is not None else 0,
-                    sampler, options.steps, seed, device, noise=noise, max_noise=options.guidance_max_noise,
-                    precision=options.precision)
-    path = path or "vis/interpolation_diffusion.png"
-    image_rows(list(images.split(len(weights))), names,
-               f"diffusion: samples from slerp(noise A, noise B, w) ({sampler}, {options.steps} steps)", path,
-               column_labels=[f"w={w:.2f}" for w in weights.tolist()])
-    return path
-
-
-def evaluation_samples(model, config, n, seed, device, label_sets=None, options=SamplingOptions()):
-    """Class-balanced conditional samples (with their labels) or unconditional ones, for evaluate.py.
-    A multi-label model draws the given label sets (the validation split's) in turn."""
-    labels = balanced_labels(len(config["classes"]), n) if config["conditional"] else None
-    if config.get("multi_label"):
-        labels = label_sets[balanced_labels(len(label_sets), n)]
-    return generate(model, config, n, labels, seed, device, options), labels
-
-
-def sample_grid(model, config, path, seed, device, options=SamplingOptions(), per_row=10):
-    """One labelled row per class (or object) plus two unconditional rows (an 8x8 grid for an unconditional model)."""
-    guidance, max_noise, sampler = sampling_of(config, options.guidance, options.guidance_max_noise, options.sampler)
-    steps = options.steps
-    if not config["conditional"]:
-        images = sample(model, config, 64, None, 0, sampler, steps, seed, device, precision=options.precision)
-        rows, names = [images[i:i + 8] for i in range(0, 64, 8)], [""] * 8
-    else:
-        row_labels, names = row_conditions(config, min(len(config["classes"]), 16))
-        labels = row_labels.repeat_interleave(per_row, dim=0)
-        conditional = sample(model, config, len(labels), labels, guidance, sampler, steps, seed, device,
-                             max_noise=max_noise, precision=options.precision)
-        unconditional = sample(model, config, 2 * per_row, None, 0, sampler, steps, seed, device, first=len(labels),
-                               precision=options.precision)
-        rows = list(conditional.split(per_row)) + list(unconditional.split(per_row))
-        names += ["unconditional"] * 2
-    noising = make_path(config)
-    n_steps = len(SAMPLERS[sampler].times(noising, steps))
-    title = f"diffusion samples ({sampler}, {n_steps} steps"
-    limit = f" up to noise {max_noise:.3g}" if not math.isinf(max_noise) else ""
-    title += f", guidance {guidance:g}{limit})" if config["conditional"] else ")"
-    image_rows(rows, names, title, path)
-
-
-def denoise_figure(model, config, path, seed, device, n=4, columns=10, steps=50):
-    """A few samples followed from pure noise to the final image: under each noisy x_t, the clean image the network
-    predicts at that step (a latent model's decoded into pixels). Frames are spaced evenly in how much x_t and that
-    prediction have changed so far, so they fall where the image forms (evenly in t, most would show noise)."""
-    frames, space = [], make_space(config, device)
-    trace = lambda t, x, x0: frames.append((t, space.decode(x).cpu(), space.decode(x0).cpu()))  # noqa: E731
-    labels, names = row_conditions(config, n) if config["conditional"] else (None, [""] * n)
-    guidance = None if labels is not None else 0   # None: the model's default
-    final = sample(model, config, n, labels, guidance, "ddim", steps, seed, device, trace)
-    change = torch.tensor([0.0] + [((b[1] - a[1]).abs() + (b[2] - a[2]).abs()).mean().item()
-                                   for a, b in zip(frames, frames[1:])]).cumsum(0)
-    keep = sorted({int((change - w).abs().argmin()) for w in torch.linspace(0, change[-1], columns - 1)})
-    rows, row_names = [], []
-    for r, name in enumerate(names):
-        rows += [torch.stack([frames[i][1][r] for i in keep] + [final[r]]), torch.stack([frames[i][2][r] for i in keep])]
-        row_names += [f"{name} x_t".strip(), "predicted x0"]
-    image_rows(rows, row_names, f"denoising (DDIM, {steps} steps): the noisy image x_t, and the clean image the "
-               "network predicts from it", path,
-               column_labels=[f"t={frames[i][0]:g}" for i in keep] + ["final"])
 
 
 # ---------------------------------------------------------------- training

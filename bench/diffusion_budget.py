@@ -28,7 +28,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import diffusion  # noqa: E402
-from utils.generators import GENERATORS  # noqa: E402
+from utils.generators import GENERATORS, SamplingOptions  # noqa: E402
+from utils.sampling import driver  # noqa: E402
 import evaluate  # noqa: E402
 import utils.data.images  # noqa: E402
 from utils.data.dataset import load_dataset  # noqa: E402
@@ -55,8 +56,8 @@ def train_ours(flags, data_dir, minutes, seed):
 
 def sample_ours(trained, n, guidance, sampler, steps, seed):
     model, ckpt = trained
-    labels = diffusion.balanced_labels(len(ckpt["config"]["classes"]), n)
-    return diffusion.sample(model, ckpt["config"], n, labels, guidance, sampler, steps, seed), labels
+    labels = driver.balanced_labels(len(ckpt["config"]["classes"]), n)
+    return driver.sample(model, ckpt["config"], n, labels, SamplingOptions(guidance, sampler, steps), seed), labels
 
 
 class ReferenceModel(torch.nn.Module):
@@ -115,7 +116,7 @@ def sample_reference(model, num_classes, n, steps, seed):
     from diffusers import DDIMScheduler
     scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
     scheduler.set_timesteps(steps)
-    labels = diffusion.balanced_labels(num_classes, n)
+    labels = driver.balanced_labels(num_classes, n)
     g = torch.Generator().manual_seed(seed)
     out = []
     for chunk in labels.split(250):

@@ -40,6 +40,7 @@ from utils.evaluation import metrics  # noqa: E402
 from utils.evaluation.evaluator import predict, yardstick  # noqa: E402
 from utils.evaluation.table import markdown_table  # noqa: E402
 from utils.generators import GENERATORS, SamplingOptions  # noqa: E402
+from utils.sampling import driver  # noqa: E402
 from utils.sampling.spaces import PixelSpace  # noqa: E402
 
 BASELINE_GUIDANCE = 2.0   # the baseline recipe's own guidance; every other configuration samples with diffusion.py's
@@ -127,7 +128,7 @@ def our_point(path, n, seed, guidance):
     kind = GENERATORS["diffusion"]
     model, ckpt = kind.load(str(path))
     config, options = ckpt["config"], SamplingOptions(guidance=guidance)
-    labels = diffusion.balanced_labels(len(config["classes"]), n) if config["conditional"] else None
+    labels = driver.balanced_labels(len(config["classes"]), n) if config["conditional"] else None
     t0 = time.perf_counter()
     kind.api.generate(model, config, 64, labels[:64] if labels is not None else None, seed, options=options)
     per_64 = time.perf_counter() - t0

@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import diffusion  # noqa: E402
-from utils.generators import GENERATORS  # noqa: E402
+from utils.generators import GENERATORS, SamplingOptions  # noqa: E402
+from utils.sampling import driver  # noqa: E402
 import evaluate  # noqa: E402
 from utils.data.dataset import load_dataset  # noqa: E402
 from utils.evaluation.evaluator import yardstick  # noqa: E402
@@ -44,7 +45,7 @@ def main():
     config = ckpt["config"]
     data = load_dataset(config["data"], config["image_size"], quiet=True)
     stick = yardstick(data)
-    labels = diffusion.balanced_labels(len(config["classes"]), args.n) if config["conditional"] else None
+    labels = driver.balanced_labels(len(config["classes"]), args.n) if config["conditional"] else None
     print(f"# samplers on {args.checkpoint or 'models/Best_diffusion.pth'} (epoch {ckpt['epoch']}, {config['data']}) — {datetime.date.today()}, "
           f"{os.cpu_count()} cores; n={args.n}, guidance {args.guidance:g}")
     print("| sampler | steps | arithmetic | s / 64 images | FD ↓ | KID ↓ | precision | recall | class acc |")
@@ -52,8 +53,8 @@ def main():
     for sampler, steps in (setting.split(":") for setting in args.samplers):
         for precision in args.precisions:
             t0 = time.perf_counter()
-            samples = diffusion.sample(model, config, args.n, labels, args.guidance, sampler, int(steps), args.seed,
-                                       precision=precision)
+            samples = driver.sample(model, config, args.n, labels,
+                                    SamplingOptions(args.guidance, sampler, int(steps), precision=precision), args.seed)
             seconds_per_64 = (time.perf_counter() - t0) * 64 / args.n
             q = evaluate.sample_quality(samples, stick, labels)
             print(f"| {sampler} | {steps} | {precision} | {seconds_per_64:.1f} | {q['fd']:.2f} | {q['kid']:.4f} | "

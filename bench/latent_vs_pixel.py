@@ -40,6 +40,7 @@ from utils.data.dataset import load_dataset  # noqa: E402
 from utils.evaluation.evaluator import yardstick  # noqa: E402
 from utils.evaluation.table import markdown_table  # noqa: E402
 from utils.generators import GENERATORS, SamplingOptions  # noqa: E402
+from utils.sampling import driver  # noqa: E402
 from utils.sampling.spaces import LatentSpace, PixelSpace  # noqa: E402
 
 N_SAMPLES = 1000
@@ -108,7 +109,7 @@ def score(folder, stick, seed, space):
     with inside(folder):
         model, ckpt = kind.load()
         config = ckpt["config"]
-        labels = diffusion.balanced_labels(len(config["classes"]), N_SAMPLES)
+        labels = driver.balanced_labels(len(config["classes"]), N_SAMPLES)
         start = time.perf_counter()
         kind.api.generate(model, config, 64, labels[:64], seed, options=options)
         per_64 = time.perf_counter() - start

@@ -53,9 +53,10 @@ def quick_evaluator(monkeypatch):
 def samplers_used(monkeypatch):
     """The names of the diffusion samplers called, in order (each still runs)."""
     import dataclasses
-    import diffusion
+    from utils.sampling.samplers import SAMPLERS
     used = []
     def spy(name, sampler):
         return dataclasses.replace(sampler, run=lambda *args: used.append(name) or sampler.run(*args))
-    monkeypatch.setattr(diffusion, "SAMPLERS", {name: spy(name, f) for name, f in diffusion.SAMPLERS.items()})
+    for name, sampler in list(SAMPLERS.items()):
+        monkeypatch.setitem(SAMPLERS, name, spy(name, sampler))
     return used

@@ -4,7 +4,9 @@ import torch
 
 import diffusion
 import random_generation
-from diffusion import Diffuser, diffusion_loss_fn, eps_and_x0, guided_denoiser, padded
+from diffusion import Diffuser, diffusion_loss_fn
+from utils.generators import SamplingOptions
+from utils.sampling.driver import eps_and_x0, guided_denoiser, padded, sample, sampling_of
 from utils.errors import UserError
 from utils.sampling.objectives import OBJECTIVES
 from utils.sampling.paths import Discrete, Straight, make_betas
@@ -263,14 +265,14 @@ def test_a_new_objective_plugs_in_without_edits(monkeypatch):
             return (x0 / 2).expand(len(x), -1, -1, -1)
     assert diffusion_loss_fn(Knows(), x0, None, ddpm_path("cosine", 50), objective="halved").item() < 1e-12
     config = dict(schedule="cosine", timesteps=50, objective="halved", channels=3, image_size=4)
-    images = diffusion.sample(Knows(), config, 3, None, 0, "dpm", 5, seed=0)
+    images = sample(Knows(), config, 3, None, SamplingOptions(0, "dpm", 5), seed=0)
     assert torch.allclose(images, ((x0 + 1) / 2).expand(3, -1, -1, -1), atol=1e-5)
 
 
 def test_sampler_is_deterministic_for_a_seed():
     model = Diffuser(8, 3, num_classes=2, base=8, mults=(1, 2)).eval()
     config = dict(schedule="cosine", timesteps=50, objective="v", channels=3, image_size=8)
-    draw = lambda seed: diffusion.sample(model, config, 3, torch.tensor([0, 1, 0]), 2.0, "ddim", 5, seed)  # noqa: E731
+    draw = lambda seed: sample(model, config, 3, torch.tensor([0, 1, 0]), SamplingOptions(2.0, "ddim", 5), seed)  # noqa: E731
     assert torch.equal(draw(1), draw(1)) and not torch.equal(draw(1), draw(2))
 
 
@@ -279,15 +281,14 @@ def test_pixels_sample_with_dpm_solver_unless_told_otherwise(samplers_used):
     model = Diffuser(8, 3, num_classes=2, base=8, mults=(1, 2)).eval()
     config = dict(objective="flow", time_sampling="logit-normal", channels=3, image_size=8)
     for sampler in [None, "heun"]:
-        diffusion.sample(model, config, 1, torch.tensor([1]), None, sampler, 2)
+        sample(model, config, 1, torch.tensor([1]), SamplingOptions(None, sampler, 2))
     assert samplers_used == ["dpm", "heun"]
 
 
 def test_pixels_at_64_px_sample_as_codes_do():
     """The 64 px defaults (utils/sampling/spaces.py) are the latent models', not the 24 px ones."""
     small, large = (dict(image_size=size, channels=3) for size in (24, 64))
-    assert diffusion.sampling_of(large) == diffusion.sampling_of(dict(large, latent="ae.pth")) != \
-        diffusion.sampling_of(small)
+    assert sampling_of(large) == sampling_of(dict(large, latent="ae.pth")) != sampling_of(small)
     assert space_kind(large).precision == "auto" and space_kind(small).precision == "fp32"
 
 
@@ -309,13 +310,13 @@ def test_bf16_samples_do_not_depend_on_their_batch():
     torch.nn.init.normal_(model.head[-1].weight, std=0.1)
     config = dict(objective="flow", time_sampling="logit-normal", channels=3, image_size=8)
     labels = torch.arange(13) % 2
-    alone = diffusion.sample(model, config, 3, labels[:3], 2.0, "heun", 3, seed=4, precision="bf16")
+    bf16 = SamplingOptions(2.0, "heun", 3, precision="bf16")
+    alone = sample(model, config, 3, labels[:3], bf16, seed=4)
     for batch_size in (64, 5):
-        among = diffusion.sample(model, config, 13, labels, 2.0, "heun", 3, seed=4, precision="bf16",
-                                 batch_size=batch_size)
+        among = sample(model, config, 13, labels, bf16, seed=4, batch_size=batch_size)
         assert torch.equal(alone, among[:3])
-    assert not torch.equal(alone, diffusion.sample(model, config, 3, labels[:3], 2.0, "heun", 3, seed=4,
-                                                   precision="fp32"))
+    assert not torch.equal(alone, sample(model, config, 3, labels[:3], SamplingOptions(2.0, "heun", 3, precision="fp32"),
+                                         seed=4))
 
 
 def test_guidance_weights():

@@ -13,7 +13,8 @@ from conftest import ROOT
 from utils import cli
 from utils.evaluation import evaluator as evaluator_module
 from utils.data.dataset import load_dataset, to_float
-from utils.generators import GENERATORS
+from utils.generators import GENERATORS, SamplingOptions
+from utils.sampling.driver import sample
 from utils.models import training_defaults
 
 TINY_DIFFUSION = ["--minutes", "0", "--epochs", "1", "--steps", "2", "--film-steps", "2", "--base", "8",
@@ -77,8 +78,9 @@ def test_the_ith_sample_does_not_depend_on_n_or_the_batch(tiny_flowers, workdir)
         assert (workdir / "n4" / name).read_bytes() == (workdir / "n12" / name).read_bytes()
     model, ckpt = diffusion.load()
     labels = torch.arange(6) % 3
-    one_batch = diffusion.sample(model, ckpt["config"], 6, labels, 2.0, "dpm", 3, seed=5)
-    small_batches = diffusion.sample(model, ckpt["config"], 6, labels, 2.0, "dpm", 3, seed=5, batch_size=4)
+    options = SamplingOptions(2.0, "dpm", 3)
+    one_batch = sample(model, ckpt["config"], 6, labels, options, seed=5)
+    small_batches = sample(model, ckpt["config"], 6, labels, options, seed=5, batch_size=4)
     assert torch.allclose(one_batch, small_batches, atol=1e-6)
     assert not torch.allclose(one_batch[0], one_batch[3])
 

@@ -6,20 +6,22 @@ import diffusion
 import random_generation
 import train_script
 from utils.errors import UserError
+from utils.generators import SamplingOptions
 from utils.kinds.decoder import latent_path
+from utils.sampling.driver import sample, slerp
 from utils.models import load
 
 
 def test_slerp_keeps_the_noise_norm_and_hits_the_ends():
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(3, 16, 16, generator=g), torch.randn(3, 16, 16, generator=g)
-    assert torch.allclose(diffusion.slerp(a, b, 0.0), a, atol=1e-5)
-    assert torch.allclose(diffusion.slerp(a, b, 1.0), b, atol=1e-5)
-    middle = diffusion.slerp(a, b, 0.5)
+    assert torch.allclose(slerp(a, b, 0.0), a, atol=1e-5)
+    assert torch.allclose(slerp(a, b, 1.0), b, atol=1e-5)
+    middle = slerp(a, b, 0.5)
     # Two independent Gaussians are nearly orthogonal: the straight line's midpoint shrinks to ~0.71 of the norm.
     assert middle.norm().item() == pytest.approx(((a.norm() + b.norm()) / 2).item(), rel=0.05)
     assert ((a + b) / 2).norm() < 0.8 * middle.norm()
-    assert torch.allclose(diffusion.slerp(a, a, 0.3), a, atol=1e-5)
+    assert torch.allclose(slerp(a, a, 0.3), a, atol=1e-5)
 
 
 def test_given_noise_fixes_the_deterministic_sample():
@@ -27,7 +29,7 @@ def test_given_noise_fixes_the_deterministic_sample():
     torch.nn.init.normal_(model.head[-1].weight, std=0.1)
     config = dict(schedule="cosine", timesteps=50, objective="v", channels=3, image_size=8)
     noise = torch.randn(2, 3, 8, 8)
-    draw = lambda seed: diffusion.sample(model, config, 2, None, 0, "dpm", 4, seed, noise=noise)  # noqa: E731
+    draw = lambda seed: sample(model, config, 2, None, SamplingOptions(0, "dpm", 4), seed, noise=noise)  # noqa: E731
     assert torch.equal(draw(1), draw(2))                    # the seed no longer matters
 
 

@@ -16,6 +16,7 @@ import visualization
 from LatentAutoencoder import LatentAutoencoder, latent_loss_function
 from utils.errors import UserError
 from utils.generators import SamplingOptions
+from utils.kinds import diffusion as diffusion_kind
 from utils.models import training_defaults
 from utils.evaluation.metrics import compression_ratio
 from utils.sampling.spaces import LatentSpace, PixelSpace, code_scale
@@ -98,7 +99,7 @@ def test_latent_pipeline_through_every_command(tiny_flowers64, workdir, quick_ev
     random_generation.main(["--model", "diffusion", "--interpolate", "--steps", "2", *FAST])
     assert (workdir / "vis/interpolation_diffusion.png").exists()
     model, ckpt = diffusion.load(device="cpu")
-    images = diffusion.generate(model, ckpt["config"], 3, torch.tensor([0, 1, 2]))
+    images = diffusion_kind.generate(model, ckpt["config"], 3, torch.tensor([0, 1, 2]))
     assert images.shape == (3, 3, 64, 64) and 0 <= images.min() and images.max() <= 1   # decoded into pixels
 
     diffusion.main(flags[:4] + ["--resume", "--epochs", "2", *flags[6:]])
@@ -138,11 +139,11 @@ def test_latent_model_needs_its_own_autoencoder(tiny_flowers64, workdir, sampler
         diffusion.load()
     shutil.move("models/kept.pth", "models/Best_LatentAE.pth")
     model, ckpt = diffusion.load()
-    assert diffusion.generate(model, ckpt["config"], 1, options=SamplingOptions(steps=2)).shape == (1, 3, 64, 64)
+    assert diffusion_kind.generate(model, ckpt["config"], 1, options=SamplingOptions(steps=2)).shape == (1, 3, 64, 64)
     # Codes sample with Heun's method unless told otherwise (pixels with DPM-Solver++: test_diffusion.py).
     samplers_used.clear()   # (training's figures and the draw above sampled too)
     for sampler in [None, "ddim"]:
-        diffusion.generate(model, ckpt["config"], 1, torch.zeros(1, dtype=torch.long),
+        diffusion_kind.generate(model, ckpt["config"], 1, torch.zeros(1, dtype=torch.long),
                            options=SamplingOptions(sampler=sampler, steps=2))
     assert samplers_used == ["heun", "ddim"]
     shutil.move("models/Best_LatentAE.pth", "models/elsewhere.pth")

@@ -7,7 +7,8 @@ import torch
 import diffusion
 import evaluate
 import random_generation
-from diffusion import Diffuser, diffusion_loss_fn, guided_denoiser
+from diffusion import Diffuser, diffusion_loss_fn
+from utils.sampling.driver import guided_denoiser
 from utils.sampling.paths import make_betas
 from utils.sampling.paths import Discrete
 from utils.data.dataset import load_dataset

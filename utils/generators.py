@@ -75,7 +75,7 @@ GENERATORS = {g.name: g for g in [
     Generator("MLPAE", "utils.kinds.mlpae", "python MLPAE_train_script.py", samples=False),
     Generator("AE", "utils.kinds.ae", "python train_script.py --model AE", fitted_prior=True),
     Generator("VAE", "utils.kinds.vae", "python train_script.py --model VAE", fitted_prior=True),
-    Generator("diffusion", "diffusion", "python diffusion.py", reconstructs=False, trainer="diffusion"),
+    Generator("diffusion", "utils.kinds.diffusion", "python diffusion.py", reconstructs=False, trainer="diffusion"),
     # The bonus's first stage of latent diffusion (diffusion.py --latent models/Best_LatentAE.pth).
     Generator("LatentAE", "utils.kinds.latent_ae", "python train_script.py --model LatentAE", samples=False,
               lab=False),
