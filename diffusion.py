@@ -3,8 +3,9 @@
     python diffusion.py > log/train_diffusion.out          # trains for --minutes (default 2)
     python diffusion.py --latent models/Best_LatentAE.pth  # the bonus: on a frozen autoencoder's codes, at 64 px
 
-The network (`Diffuser`), the noise schedule and the loss (`diffusion_loss_fn`) live here; the samplers
-are in utils/sampling/samplers.py. Writes models/Best_diffusion.pth (the weights it samples with),
+The network (`Diffuser`) and the loss (`diffusion_loss_fn`) live here, with the training script; the noise paths,
+objectives and samplers are in utils/sampling/, sample() in utils/sampling/driver.py and the figures in
+utils/sampling/diffusion_figures.py. Writes models/Best_diffusion.pth (the weights it samples with),
 vis/loss_diffusion.png, vis/preview_diffusion.png during training, and at the end
 vis/random_images_diffusion.png and vis/denoise_process_diffusion.png.
 """
