@@ -18,7 +18,7 @@ from torch import nn
 from utils import cli
 from utils.data.augment import described
 from utils.errors import UserError
-from utils.generators import SamplingOptions
+from utils.generators import SamplingOptions, outdated
 from utils.sampling.objectives import OBJECTIVES
 from utils.sampling.diffusion_figures import denoise_figure, sample_grid
 from utils.sampling.driver import make_path
@@ -181,9 +181,8 @@ def build(config):
     channels, size, _ = make_space(config).shape
     try:
         model = Diffuser(size, channels, len(config["classes"]) if config["conditional"] else 0, config["base"],
-                         multi_label=config.get("multi_label", False), patch=config.get("patch", 1),
-                         mults=tuple(config.get("mults", (1, 2, 3))),
-                         upsample=config.get("upsample", "nearest"))
+                         multi_label=config["multi_label"], patch=config["patch"],
+                         mults=tuple(config.get("mults", (1, 2, 3))), upsample=config["upsample"])
     except ValueError as e:
         raise UserError(f"{e} (the network's input: {channels}x{size}x{size})") from None
     return model
@@ -192,7 +191,10 @@ def build(config):
 def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None):
     """The sampling network of a saved diffusion model (its EMA, or its last weights), rebuilt from the checkpoint."""
     ckpt = load_checkpoint(checkpoint, model=name, image_size=image_size)
-    model = build(ckpt["config"])
+    try:
+        model = build(ckpt["config"])
+    except KeyError as e:
+        raise outdated(checkpoint, name, e.args[0]) from None
     model.load_state_dict(ckpt.get("ema") or ckpt["model"])  # without an EMA (--ema 0) the checkpoint stores none
     # channels-last convolutions sample ~25 % faster on CPU (measured; training gains nothing from them)
     return model.to(device, memory_format=torch.channels_last).eval(), ckpt
@@ -313,17 +315,17 @@ def train(args):
     recipe = Recipe(make_optimizer("adam", model.parameters(), config["lr"]), args.epochs, config["batch_size"],
                     early_stopping=EarlyStopping(patience=None), ema=ema, minutes=args.minutes or None,
                     augment=config["augment"], precision=args.precision, compile=args.compile, seed=config["seed"],
-                    warmup=config.get("warmup", 0), decay=config.get("lr_decay", "none"))
+                    warmup=config["warmup"], decay=config["lr_decay"])
     kind = "objects (multi-label)" if config["multi_label"] else "classes"
     run.header([f"model      Diffuser (U-Net, base {config['base']}), {sum(p.numel() for p in model.parameters()):,} "
                 "parameters, " + (f"conditional on {len(config['classes'])} {kind}" if labelled else "unconditional")
                 + (f"; on the {'x'.join(map(str, space.shape))} codes of {config['latent']} (times "
-                   f"{config['latent_code']['scale']:.3g})" if config.get("latent") else ""),
+                   f"{config['latent_code']['scale']:.3g})" if config["latent"] else ""),
                 f"diffusion  objective {config['objective']}, {path.describe()}, "
                 f"min-SNR {config['min_snr']:g}, EMA {config['ema']}, label dropout {config['p_uncond']}",
                 f"training   adam lr {config['lr']:g}"
-                + (f" ({config['warmup']} warm-up steps, {config['lr_decay']} decay)" if config.get("warmup") or
-                   config.get("lr_decay", "none") != "none" else "")
+                + (f" ({config['warmup']} warm-up steps, {config['lr_decay']} decay)" if config["warmup"] or
+                   config["lr_decay"] != "none" else "")
                 + f", {distributed.batch_description(config['batch_size'])}, "
                 + (f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs") + f", seed {config['seed']}"
                 + described(config["augment"])], data, args, device, state)

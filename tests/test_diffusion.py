@@ -374,13 +374,16 @@ def test_overfitting_eight_images_drives_the_loss_down(upsample):
     assert fixed_noise_loss() < 0.5 * before
 
 
-def test_a_checkpoint_from_before_the_upsample_setting_builds_its_nearest_upsampling():
-    config = dict(image_size=24, channels=3, classes=["a", "b"], conditional=True, base=16, patch=2)
-    old, transposed = diffusion.build(config), diffusion.build(dict(config, upsample="transposed"))
-    assert all(isinstance(up, torch.nn.Conv2d) for up in old.upsample)
-    assert all(isinstance(up, torch.nn.ConvTranspose2d) for up in transposed.upsample)
-    x, t = torch.randn(2, 3, 24, 24), torch.tensor([10, 500])
-    assert old(x, t).shape == transposed(x, t).shape == x.shape
+def test_a_checkpoint_from_an_earlier_version_is_refused_in_one_line(tiny_flowers, workdir):
+    from utils.training.checkpoint import save_checkpoint
+    diffusion.main(["--data", str(tiny_flowers), "--minutes", "0", "--epochs", "1", "--steps", "2", "--film-steps",
+                    "2", "--base", "8", "--threads", "1", "--preview-every", "0"])
+    ckpt = torch.load("models/Best_diffusion.pth", weights_only=True)
+    del ckpt["config"]["upsample"]   # saved before the --upsample setting
+    save_checkpoint("models/Best_diffusion.pth", ckpt)
+    with pytest.raises(UserError, match=r"earlier version of this project \(its configuration has no 'upsample'.*"
+                                        r"retrain it: python diffusion.py"):
+        diffusion.load()
 
 
 def run_diffusion(tiny, *flags):
