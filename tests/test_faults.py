@@ -337,3 +337,18 @@ def test_evaluate_refuses_another_size_before_loading_the_data(tiny_flowers, wor
     code, err = one_line_error(capsys, evaluate.main, ["--model", "AE", "--image-size", "32", "--data",
                                                        str(tiny_flowers)])
     assert code == 2 and err == "error: models/Best_AE.pth was trained at 24px, not 32px"
+
+
+def test_the_pid_lock_without_flock_refuses_a_live_holder_and_takes_a_stale_one(tmp_path, monkeypatch):
+    from utils.training import lock
+    monkeypatch.setattr(lock, "fcntl", None)   # as on Windows
+    monkeypatch.setattr(lock, "HELD", {})
+    path = tmp_path / "Best_AE.pth.lock"
+    path.write_text(f"{os.getppid()}\n")   # a live process: pytest's parent
+    with pytest.raises(UserError, match=f"another training \\(PID {os.getppid()}\\) is writing"):
+        lock.TrainingLock(tmp_path / "Best_AE.pth").acquire()
+    path.write_text("999999999\n")          # a dead one
+    held = lock.TrainingLock(tmp_path / "Best_AE.pth").acquire()
+    assert path.read_text().strip() == str(os.getpid())
+    held.release()
+    assert not path.exists()

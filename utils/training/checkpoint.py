@@ -92,6 +92,13 @@ def sync_folder(folder):
 
 
 def pid_alive(pid):
+    """Whether a process of this PID exists (a temporary file or lock of a dead one is stale)."""
+    if os.name == "nt":   # os.kill(pid, 0) would send Ctrl-C there: ask for a handle instead
+        import ctypes
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)   # PROCESS_QUERY_LIMITED_INFORMATION
+        if handle:
+            ctypes.windll.kernel32.CloseHandle(handle)
+        return bool(handle)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

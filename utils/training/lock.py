@@ -90,8 +90,12 @@ class TrainingLock:
     def release(self):
         if self.fd is None:
             return
-        # Deleted while still locked, so that a run waiting to open it finds the file gone and opens a fresh one.
+        # Deleted while still locked, so that a run waiting to open it finds the file gone and opens a fresh one
+        # (Windows deletes no open file: closed first there).
+        if fcntl is None:
+            os.close(self.fd)
         self.path.unlink(missing_ok=True)
-        os.close(self.fd)
+        if fcntl is not None:
+            os.close(self.fd)
         self.fd = None
         HELD.pop(os.path.abspath(self.path), None)
