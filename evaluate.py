@@ -24,7 +24,7 @@ from utils.data.images import load_image
 from utils.data.multilabel import label_set_scores
 from utils.errors import UserError
 from utils.evaluation import metrics
-from utils.evaluation.evaluator import VERSION as EVALUATOR_VERSION, decide, predict, yardstick
+from utils.evaluation.evaluator import VERSION as EVALUATOR_VERSION, decide, frechet_distance, predict, yardstick
 from utils.evaluation.spectrum import colour_grain
 from utils.evaluation.table import markdown_table
 from utils.figures import image_rows
@@ -79,23 +79,24 @@ def precision_recall(feats, reference):
 
 
 def sample_quality(images, stick, labels=None):
-    """FD, KID, precision/recall against the yardstick's reference features; memorisation; class accuracy if
-    labelled."""
-    evaluator, reference = stick.evaluator, stick.reference
+    """FD (and the network's part of it), KID, precision/recall against the yardstick's reference features; colour
+    grain; memorisation; class accuracy if labelled. KID and precision/recall use the network's features alone."""
+    evaluator, reference, d = stick.evaluator, stick.reference, stick.evaluator.feature_dim
     feats = predict(evaluator, images, features=True)
-    kid, kid_std = metrics.kernel_inception_distance(feats, reference, subsets=50)
-    row = dict(n=len(images), fd=metrics.frechet_distance(feats, reference), kid=kid, kid_std=kid_std,
+    kid, kid_std = metrics.kernel_inception_distance(feats[:, :d], reference[:, :d], subsets=50)
+    row = dict(n=len(images), fd=frechet_distance(feats, reference, d),
+               fd_network=metrics.frechet_distance(feats[:, :d], reference[:, :d]), kid=kid, kid_std=kid_std,
                nn_distance=metrics.nearest_neighbour_distance(images, stick.train))
     grain = colour_grain(images, stick.train)
     if grain is not None:
         row["grain"] = grain
-    coverage = precision_recall(feats, reference)
+    coverage = precision_recall(feats[:, :d], reference[:, :d])
     if coverage:
         row["precision"], row["recall"] = coverage
     if labels is None:
         return row
     with torch.no_grad():  # the classifier's head on the features already computed: no second pass
-        predicted = decide(evaluator.head(feats[:, :evaluator.feature_dim]), multi_label=labels.dim() == 2)
+        predicted = decide(evaluator.head(feats[:, :d]), multi_label=labels.dim() == 2)
     if labels.dim() == 2:   # object sets: per-object F1 and exact-set accuracy
         row.update(label_set_scores(predicted, labels))
     else:
@@ -109,13 +110,13 @@ def reconstruction_quality(kind, model, valid_images, stick, n, seed):
     many images."""
     recon = kind.api.reconstruct(model, valid_images)
     some = torch.randperm(len(recon), generator=torch.Generator().manual_seed(seed))[:n]
-    feats = predict(stick.evaluator, recon[some].cpu(), features=True)
+    feats, d = predict(stick.evaluator, recon[some].cpu(), features=True), stick.evaluator.feature_dim
     row = dict(mse=torch.mean((recon - valid_images) ** 2).item(),
                psnr=metrics.psnr(recon, valid_images).mean().item(),
                ssim=metrics.ssim(recon, valid_images).mean().item(),
-               recon_fd=metrics.frechet_distance(feats, stick.reference),
+               recon_fd=frechet_distance(feats, stick.reference, d),
                compression=metrics.compression_ratio(valid_images.shape[1:], model.encoding_dim))
-    coverage = precision_recall(feats, stick.reference)
+    coverage = precision_recall(feats[:, :d], stick.reference[:, :d])
     if coverage:
         row["recon_recall"] = coverage[1]
     return row

@@ -6,8 +6,7 @@
 
 With --epochs the axis is training images instead of minutes, which no machine's speed can move: each point is one
 fresh run of that many epochs (`--minutes 0 --epochs N`, its learning rate decaying to the run's end); NAME:N
-trains that configuration for N epochs only. Its table adds the colour grain and the FD of the feature network
-alone (without the evaluator's spectral features).
+trains that configuration for N epochs only.
 
 Each of our configurations is one `diffusion.py` run resumed from one budget to the next, its EMA weights kept
 as a snapshot at each (a snapshot at 3 minutes is then the model a 3-minute run gives); a configuration whose
@@ -36,8 +35,7 @@ import evaluate  # noqa: E402
 from diffusion_budget import sample_reference, train_reference  # noqa: E402
 from evaluator_checks import flags, run, snapshot  # noqa: E402
 from utils.data.dataset import load_dataset  # noqa: E402
-from utils.evaluation import metrics  # noqa: E402
-from utils.evaluation.evaluator import predict, yardstick  # noqa: E402
+from utils.evaluation.evaluator import yardstick  # noqa: E402
 from utils.evaluation.table import markdown_table  # noqa: E402
 from utils.generators import GENERATORS, SamplingOptions  # noqa: E402
 from utils.sampling import driver  # noqa: E402
@@ -110,7 +108,7 @@ def our_snapshots(name, data_dir, minutes, workdir, seed):
     return paths
 
 
-def epoch_snapshots(name, epochs, data_dir, workdir, seed):
+def epoch_snapshots(name, epochs, data_dir, workdir, seed, precision):
     """{epochs: checkpoint}: one fresh run of this configuration per number of epochs."""
     paths = {}
     for n in epochs:
@@ -120,7 +118,7 @@ def epoch_snapshots(name, epochs, data_dir, workdir, seed):
             (folder / "log").mkdir(parents=True, exist_ok=True)
             print(f"{name}: training {n} epochs ...", flush=True)
             run("diffusion.py", "--data", data_dir, "--seed", seed, "--minutes", 0, "--epochs", n, "--preview-every", 0,
-                *CONFIGS[name], cwd=folder, log=folder / "log" / "train_diffusion.out")
+                "--precision", precision, *CONFIGS[name], cwd=folder, log=folder / "log" / "train_diffusion.out")
     return paths
 
 
@@ -184,6 +182,8 @@ def main(argv=None):
     p.add_argument("--minutes", type=float, nargs="+", default=MINUTES)
     p.add_argument("--epochs", type=int, nargs="+", default=None,
                    help="an axis of epochs instead of minutes: one fresh run per point")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="diffusion.py's --precision for the --epochs runs (fp32: as on a CPU without native bf16)")
     p.add_argument("--guidance", type=float, default=None, help="guidance of our samples (default: diffusion.py's)")
     p.add_argument("--workdir", default="runs/diffusion_curve")
     p.add_argument("--plot", default=None, help="where the figure goes (default: docs/diffusion_curve.png when "
@@ -236,12 +236,6 @@ def main(argv=None):
         print(f"\nwrote {plot_path}")
 
 
-def network_only_fd(samples, stick):
-    """FD on the feature network's features alone, as the evaluator before its spectral features measured it."""
-    d = stick.evaluator.feature_dim
-    return metrics.frechet_distance(predict(stick.evaluator, samples, features=True)[:, :d], stick.reference[:, :d])
-
-
 def epochs_table(args, data_dir, workdir, stick, default_guidance, floor):
     cache_path = workdir / "results_epochs.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
@@ -251,12 +245,12 @@ def epochs_table(args, data_dir, workdir, stick, default_guidance, floor):
         epochs = [int(only)] if only else args.epochs
         guidance = BASELINE_GUIDANCE if name == "baseline" and args.guidance is None else default_guidance
         todo = [] if args.cached else [n for n in epochs if f"{name}/{n}ep/{guidance:g}" not in cache]
-        paths = epoch_snapshots(name, todo, data_dir, workdir, args.seed) if todo else {}
+        paths = epoch_snapshots(name, todo, data_dir, workdir, args.seed, args.precision) if todo else {}
         for n in todo:
             samples, labels, info = our_point(paths[n], N_SAMPLES, args.seed, guidance)
+            torch.save(dict(samples=samples, labels=labels), paths[n].parent.parent / "samples.pt")  # to score again
             quality = evaluate.sample_quality(samples, stick, labels)
-            cache[f"{name}/{n}ep/{guidance:g}"] = dict(config=name, guidance=guidance, **info, **quality,
-                                                      fd_network=network_only_fd(samples, stick))
+            cache[f"{name}/{n}ep/{guidance:g}"] = dict(config=name, guidance=guidance, **info, **quality)
             cache_path.write_text(json.dumps(cache, indent=1))
         results += [cache[key] for n in epochs if (key := f"{name}/{n}ep/{guidance:g}") in cache]
     print(f"\n# Diffusion quality against training epochs ({platform.machine()}, {torch.get_num_threads()} threads, "

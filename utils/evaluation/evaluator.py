@@ -24,7 +24,8 @@ from torch import nn
 
 from utils.data.augment import augment
 from utils.data.dataset import to_float
-from utils.evaluation.spectrum import spectral_features
+from utils.evaluation import metrics
+from utils.evaluation.spectrum import colour_detail, spectral_features
 from utils.training.checkpoint import load_checkpoint, save_checkpoint
 
 VERSION = 4          # bump when the network, its training or the features change: stored ones are then retrained
@@ -56,6 +57,8 @@ class FlowerClassifier(nn.Module):
             downsample = [nn.MaxPool2d(2)] if i else []
             self.stages.append(nn.Sequential(*downsample, conv_block(c_in, c_out), conv_block(c_out, c_out)))
         self.feature_dim = sum(WIDTHS)
+        # the training photos' mean fine-detail power per colour channel (spectrum.py), set after training
+        self.register_buffer("detail_level", torch.ones(2 if channels == 3 else 0))
         self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(self.feature_dim, num_classes))
 
     def features(self, x):
@@ -74,7 +77,7 @@ class FlowerClassifier(nn.Module):
         """What FD, KID and precision/recall compare: the features, and the fine detail's power per channel of
         luminance and colour (spectrum.py), which pooled features miss."""
         x = self.resized(x)
-        return torch.cat([self.features(x), spectral_features(x, SPECTRAL_SCALE)], 1)
+        return torch.cat([self.features(x), spectral_features(x, self.detail_level, SPECTRAL_SCALE)], 1)
 
     def resized(self, x):
         if x.shape[-2:] == (self.input_size, self.input_size):
@@ -98,6 +101,14 @@ def predict(model, images, batch_size=500, features=False):
     model.eval()
     fn = model.embed if features else model
     return torch.cat([fn(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def frechet_distance(feats, reference, network_dims):
+    """FD of embed()'s features: the network's block plus the spectral block, each compared on its own (in one
+    covariance their few dimensions would be lost among the network's, as colour grain was)."""
+    d = network_dims
+    spectral = metrics.frechet_distance(feats[:, d:], reference[:, d:]) if feats.shape[1] > d else 0.0
+    return metrics.frechet_distance(feats[:, :d], reference[:, :d]) + spectral
 
 
 def decide(logits, multi_label=False):
@@ -196,6 +207,7 @@ def load_or_train_evaluator(data, path=None, retrain=False, log=print):
         if found is not None:
             return found
     model, valid_accuracy = train_classifier(data, log=log)
+    model.detail_level.copy_(colour_detail(model.resized(to_float(data.images[data.train_idx]))).mean(0))
     model.source = str(path)
     config = dict(model="Evaluator", fingerprint=key, classes=data.classes, channels=data.channels,
                   multi_label=data.multi_label, image_size=data.image_size, data=data.source,

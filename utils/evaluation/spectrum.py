@@ -12,7 +12,6 @@ import math
 import torch
 
 HIGH = math.sqrt(2) / 4   # cycles per pixel: the upper half of the radial frequencies, up to the corner (sqrt(2)/2)
-FLOOR = 1e-8              # of the power, before the logarithm: a flat image has none
 
 
 def opponent_channels(images):
@@ -40,10 +39,16 @@ def colour_grain(images, reference):
     above: grain; below: smoother than photos). None for gray images, which have no colour."""
     if images.shape[1] == 1:
         return None
-    ours, theirs = high_frequency_power(images)[:, 1:], high_frequency_power(reference)[:, 1:]
-    return (ours.mean() / theirs.mean()).item()
+    return (colour_detail(images).mean() / colour_detail(reference).mean()).item()
 
 
-def spectral_features(images, scale):
-    """N x C features for FD: the log of each opponent channel's high-frequency power, times scale."""
-    return (high_frequency_power(images).clamp(min=FLOOR).log() * scale).float()
+def colour_detail(images):
+    """N x 2: the high-frequency power of the two colour channels (N x 0 for gray images)."""
+    return high_frequency_power(images)[:, 1:]
+
+
+def spectral_features(images, level, scale):
+    """N x 2 features for FD: log(1 + P / level) of each colour channel's high-frequency power P, times scale. The
+    level is the photos' mean power: an excess of fine colour (grain) grows logarithmically, while a lack of it
+    (blur, which the network's features already see) counts at most log 2."""
+    return (torch.log1p(colour_detail(images) / level.double()) * scale).float()
