@@ -237,7 +237,7 @@ def markdown(rows, settings):
 def main(argv=None):
     p = cli.parser(__doc__)
     p.add_argument("--model", nargs="+", default=None, metavar="MODEL",
-                   help="one or more of MLPAE, AE, VAE, diffusion, LatentAE; or all or none (default: all: the "
+                   help=f"one or more of {', '.join(GENERATORS)}; or all or none (default: all: the "
                         "handout's models and any other trained here; none when --samples is given)")
     p.add_argument("--samples", action="append", default=[], metavar="DIR",
                    help="also score a folder of generated images (any tool's; sub-folders named as the data's "

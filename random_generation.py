@@ -12,7 +12,7 @@ from torchvision.utils import save_image
 from utils import cli
 from utils.data.multilabel import describe, parse_label_set
 from utils.figures import image_grid
-from utils.generators import SamplingOptions, generator
+from utils.generators import GENERATORS, SamplingOptions, generator
 from utils.training.checkpoint import check_writable, figure_name
 
 BATCH = 256   # images generated at a time for --n
@@ -71,7 +71,8 @@ def write_folder(kind, model, config, args, device, options, condition):
 
 def main(argv=None):
     p = cli.parser(__doc__)
-    p.add_argument("--model", required=True, help="AE, VAE or diffusion")
+    *others, last = [name for name, kind in GENERATORS.items() if kind.samples]
+    p.add_argument("--model", required=True, help=f"{', '.join(others)} or {last}")
     p.add_argument("--n", type=int, default=0, help="also write N individual PNGs to --out-dir "
                    "(a conditional model: class sub-folders, balanced)")
     p.add_argument("--out-dir", default=None, help="folder for the --n individual PNGs")
