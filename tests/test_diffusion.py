@@ -379,7 +379,7 @@ def test_a_checkpoint_from_an_earlier_version_is_refused_in_one_line(tiny_flower
     diffusion.main(["--data", str(tiny_flowers), "--minutes", "0", "--epochs", "1", "--steps", "2", "--film-steps",
                     "2", "--base", "8", "--threads", "1", "--preview-every", "0"])
     ckpt = torch.load("models/Best_diffusion.pth", weights_only=True)
-    del ckpt["config"]["upsample"]   # saved before the --upsample setting
+    del ckpt["config"]["upsample"]   # as an earlier version saved it
     save_checkpoint("models/Best_diffusion.pth", ckpt)
     with pytest.raises(UserError, match=r"earlier version of this project \(its configuration has no 'upsample'.*"
                                         r"retrain it: python diffusion.py"):

@@ -67,7 +67,7 @@ def test_a_checkpoint_from_an_earlier_version_is_refused_in_one_line(tiny_flower
     train_script.main(["--model", "VAE", "--data", str(tiny_flowers), "--epochs", "1", "--stages", "1",
                        "--threads", "1"])
     ckpt = torch.load("models/Best_VAE.pth", weights_only=True)
-    del ckpt["config"]["upsample_kernel"]   # saved before the kernel-4 decoder
+    del ckpt["config"]["upsample_kernel"]   # as an earlier version saved it
     save_checkpoint("models/Best_VAE.pth", ckpt)
     with pytest.raises(UserError, match=r"earlier version of this project \(its configuration has no "
                                         r"'upsample_kernel'.*retrain it: python train_script.py --model VAE"):

@@ -14,7 +14,7 @@ def test_sample_seeds_do_not_ask_pythons_hash(monkeypatch):
 
 
 def test_the_seed_rule_is_pinned():
-    """The values every sample and figure so far was drawn with (CPython's hash of the tuple, modulo 2^63)."""
+    """The values the documented samples and figures were drawn with (CPython's hash of the tuple, modulo 2^63)."""
     assert [stable_seed(0, 0), stable_seed(3, 1), stable_seed(0, 5, 0)] == \
         [765232833172254823, 8756109708711196808, 2683392399743319337]
     assert stable_seed(0, 1) != stable_seed(1, 0) and stable_seed(1, 2) != stable_seed(1, 2, 0)

@@ -1,9 +1,9 @@
 """Seeds derived from several integers (a run's seed and a sample's index, an epoch, a rank), by a written-out rule.
 
-The rule is the one CPython 3.8+ applies to hash() of a tuple of ints (an xxHash-style mix), kept bit for bit so
-that every sample and training run seeded by hash((seed, i)) before comes out the same. Written here, it is a
-contract of this project rather than an implementation detail of the interpreter: another Python, or a change
-to its hashing, cannot change which image sample i is.
+The rule is the one CPython 3.8+ applies to hash() of a tuple of ints (an xxHash-style mix), bit for bit: the
+figures and numbers in the docs were drawn with it. Written here, it is a contract of this project rather than an
+implementation detail of the interpreter: another Python, or a change to its hashing, cannot change which image
+sample i is.
 """
 MASK = 2 ** 64 - 1
 PRIME_1, PRIME_2, PRIME_5 = 11400714785074694791, 14029467366897019727, 2870177450012600261
