@@ -9,18 +9,19 @@ transforms of the whole global batch (its generator stays in step with the other
 import torch
 import torch.nn.functional as F
 
+from utils.errors import UserError
+
 
 WORDS = {"none": "", "flip": "flips", "crop": "flips, crops"}   # --augment's settings, as the training log says them
 
 
-def augment_mode(setting):
-    """An --augment setting; True / False: a checkpoint's, saved before "flip" existed."""
-    return {True: "crop", False: "none"}.get(setting, setting)
-
-
 def described(setting):
-    """The training log's words for an --augment setting."""
-    words = WORDS[augment_mode(setting)]
+    """The training log's words for an --augment setting; one this version does not have (a resumed checkpoint of an
+    earlier version saved True or False) is a one-line error."""
+    if not isinstance(setting, str) or setting not in WORDS:
+        raise UserError(f"augment setting {setting!r} was written by an earlier version of this project (this one "
+                        f"has {', '.join(WORDS)}): train again without --resume")
+    words = WORDS[setting]
     return f", augmented ({words})" if words else ""
 
 

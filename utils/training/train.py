@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from utils.data.augment import apply_transforms, augment_mode, random_transforms
+from utils.data.augment import apply_transforms, random_transforms
 from utils.seeds import stable_seed
 from utils.training import distributed
 from utils.errors import UserError
@@ -105,14 +105,13 @@ def batches(images, labels, batch_size, device, generator=None):
 
 def training_batches(images, labels, batch_size, device, generator, augment="none"):
     """Shuffled training batches (x, y, size of the global batch); `augment` "flip": flipped, "crop": flipped and
-    cropped, "none": as they are (see augment_mode).
+    cropped, "none": as they are (utils/data/augment.py).
 
     Under torchrun batch_size is per process: every process draws the same order from the same seeded
     generator, cuts the same global batches of world_size * batch_size images and keeps its own share, so
     one step sees exactly the batch one process with the global batch size would see.
     """
     order = torch.randperm(len(images), generator=generator)
-    augment = augment_mode(augment)
     global_batch = batch_size * distributed.world_size()
     for start in range(0, len(images), global_batch):
         idx = order[start:start + global_batch]
