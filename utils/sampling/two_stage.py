@@ -43,7 +43,7 @@ class CodeVAE(nn.Module):
         return self.decoder(u.to(device)) + self.log_gamma.exp() * noise.to(device)
 
 
-def fit_code_vae(codes, epochs=100, batch_size=256, lr=1e-3, hidden=512, seed=0):
+def fit_code_vae(codes, epochs=150, batch_size=256, lr=1e-3, hidden=512, seed=0):
     """The second stage, trained on the first stage's codes of the training images (a few seconds on a CPU)."""
     with torch.random.fork_rng():   # seeded, without touching the caller's random state
         torch.manual_seed(seed)
