@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import diffusion  # noqa: E402
-from utils.training.train import autocast  # noqa: E402
+from utils.training.train import autocast, make_optimizer  # noqa: E402
 
 CONFIGS = {
     "default": [],
@@ -34,7 +34,7 @@ def step_function(flags, precision):
     args = diffusion.get_args(flags)
     config = dict(vars(args), channels=3, classes=["a", "b", "c"], conditional=True, multi_label=False, latent=None)
     model = diffusion.build(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = make_optimizer("adam", model.parameters(), args.lr)   # diffusion.py's (fused on the CPU)
     path = diffusion.make_path(config)
     x = torch.rand(args.batch_size, 3, args.image_size, args.image_size) * 2 - 1
     labels = torch.randint(0, 3, (args.batch_size,))
