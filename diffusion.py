@@ -81,6 +81,11 @@ class NearestUpConv(nn.Conv2d):
         return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
+def size_multiple(patch, mults):
+    """What the image size must be a multiple of: the patch, halved again by each level below the first."""
+    return patch * 2 ** (len(mults) - 1)
+
+
 class Diffuser(nn.Module):
     """A compact U-Net: one residual block per level, self-attention only at the lowest resolution.
 
@@ -92,8 +97,8 @@ class Diffuser(nn.Module):
     def __init__(self, image_size=24, channels=3, num_classes=0, base=32, mults=(1, 2, 3), multi_label=False,
                  patch=1, upsample="nearest"):
         super().__init__()
-        if image_size % (patch * 2 ** (len(mults) - 1)):
-            raise ValueError(f"image size must be a multiple of {patch * 2 ** (len(mults) - 1)}, got {image_size}")
+        if image_size % size_multiple(patch, mults):
+            raise ValueError(f"image size must be a multiple of {size_multiple(patch, mults)}, got {image_size}")
         self.image_size, self.channels, self.num_classes, self.base = image_size, channels, num_classes, base
         self.multi_label = multi_label
         emb_dim = 4 * base
@@ -260,7 +265,7 @@ def get_args(argv=None):
             setattr(args, key, value)
     # Flips on codes: 15 minutes are ~250 epochs of the 3 lab classes, which a latent model overfits (docs/bonus.md).
     args.augment = args.augment or ("flip" if args.latent else "none")
-    multiple = max(args.patch, 1) * 2 ** (len(args.mults) - 1)   # each level below the first halves the grid
+    multiple = size_multiple(max(args.patch, 1), args.mults)
     if args.patch < 1 or (not args.latent and args.image_size % multiple):
         cli.fail(f"--image-size must be a multiple of {multiple} (--patch {args.patch} and {len(args.mults)} levels), "
                  f"got {args.image_size}")

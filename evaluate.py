@@ -24,7 +24,7 @@ from utils.data.images import load_image
 from utils.data.multilabel import label_set_scores
 from utils.errors import UserError
 from utils.evaluation import metrics
-from utils.evaluation.evaluator import VERSION as EVALUATOR_VERSION, decide, frechet_distance, predict, yardstick
+from utils.evaluation.evaluator import VERSION as EVALUATOR_VERSION, decide, frechet_distances, predict, yardstick
 from utils.evaluation.spectrum import colour_grain
 from utils.evaluation.table import markdown_table
 from utils.figures import image_rows
@@ -84,10 +84,10 @@ def sample_quality(images, stick, labels=None):
     evaluator, reference, d = stick.evaluator, stick.reference, stick.evaluator.feature_dim
     feats = predict(evaluator, images, features=True)
     kid, kid_std = metrics.kernel_inception_distance(feats[:, :d], reference[:, :d], subsets=50)
-    row = dict(n=len(images), fd=frechet_distance(feats, reference, d),
-               fd_network=metrics.frechet_distance(feats[:, :d], reference[:, :d]), kid=kid, kid_std=kid_std,
+    fd, fd_network = frechet_distances(feats, reference, d)
+    row = dict(n=len(images), fd=fd, fd_network=fd_network, kid=kid, kid_std=kid_std,
                nn_distance=metrics.nearest_neighbour_distance(images, stick.train))
-    grain = colour_grain(images, stick.train)
+    grain = colour_grain(images, evaluator.detail_level)   # against the training photos' level, kept by the evaluator
     if grain is not None:
         row["grain"] = grain
     coverage = precision_recall(feats[:, :d], reference[:, :d])
@@ -114,7 +114,7 @@ def reconstruction_quality(kind, model, valid_images, stick, n, seed):
     row = dict(mse=torch.mean((recon - valid_images) ** 2).item(),
                psnr=metrics.psnr(recon, valid_images).mean().item(),
                ssim=metrics.ssim(recon, valid_images).mean().item(),
-               recon_fd=frechet_distance(feats, stick.reference, d),
+               recon_fd=frechet_distances(feats, stick.reference, d)[0],
                compression=metrics.compression_ratio(valid_images.shape[1:], model.encoding_dim))
     coverage = precision_recall(feats[:, :d], stick.reference[:, :d])
     if coverage:
@@ -290,8 +290,8 @@ def main(argv=None):
                 "features": f"{stick.evaluator.feature_dim}-d, pooled from every stage of the project's own classifier "
                             f"(trained on the classes and on telling training images apart), validation "
                             f"{'exact-set ' if data.multi_label else ''}accuracy {stick.accuracy:.1%}, and the "
-                            f"log power of fine detail in luminance and colour (colour grain: that power in the "
-                            f"colour channels over the training photos')",
+                            f"log power of fine detail in the two colour channels (colour grain: that power over the "
+                            f"training photos')",
                 "evaluator": f"{stick.evaluator.source} (version {EVALUATOR_VERSION})",
                 "reference": "FD, KID, precision/recall (k=3) against the training split's features; "
                              "reconstruction on the validation split; NN dist: mean L2 pixel distance to "

@@ -204,7 +204,7 @@ def main(argv=None):
         return epochs_table(args, data_dir, workdir, stick, default_guidance, floor)
     results = []
     for name in args.configs:
-        guidance = BASELINE_GUIDANCE if name == "baseline" and args.guidance is None else default_guidance
+        guidance = guidance_of(name, args, default_guidance)
         todo = [] if args.cached else [m for m in args.minutes if f"{name}/{m:g}/{guidance:g}" not in cache]
         if todo and name == "reference":
             points = reference_points(data, todo, args.seed, N_SAMPLES)
@@ -236,6 +236,11 @@ def main(argv=None):
         print(f"\nwrote {plot_path}")
 
 
+def guidance_of(name, args, default_guidance):
+    """The guidance a configuration's samples are drawn with: --guidance, else the baseline's own or diffusion.py's."""
+    return BASELINE_GUIDANCE if name == "baseline" and args.guidance is None else default_guidance
+
+
 def epochs_table(args, data_dir, workdir, stick, default_guidance, floor):
     cache_path = workdir / "results_epochs.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
@@ -243,12 +248,11 @@ def epochs_table(args, data_dir, workdir, stick, default_guidance, floor):
     for spec in args.configs:
         name, _, only = spec.partition(":")
         epochs = [int(only)] if only else args.epochs
-        guidance = BASELINE_GUIDANCE if name == "baseline" and args.guidance is None else default_guidance
+        guidance = guidance_of(name, args, default_guidance)
         todo = [] if args.cached else [n for n in epochs if f"{name}/{n}ep/{guidance:g}" not in cache]
         paths = epoch_snapshots(name, todo, data_dir, workdir, args.seed, args.precision) if todo else {}
         for n in todo:
             samples, labels, info = our_point(paths[n], N_SAMPLES, args.seed, guidance)
-            torch.save(dict(samples=samples, labels=labels), paths[n].parent.parent / "samples.pt")  # to score again
             quality = evaluate.sample_quality(samples, stick, labels)
             cache[f"{name}/{n}ep/{guidance:g}"] = dict(config=name, guidance=guidance, **info, **quality)
             cache_path.write_text(json.dumps(cache, indent=1))

@@ -2,7 +2,12 @@
 import torch
 import torchvision.transforms.functional as TF
 
-from utils.evaluation.spectrum import colour_grain, high_frequency_power, spectral_features
+from utils.evaluation.spectrum import colour_detail, high_frequency_power, spectral_features
+from utils.evaluation.spectrum import colour_grain as grain_against_level
+
+
+def colour_grain(images, reference):
+    return grain_against_level(images, colour_detail(reference).mean(0))
 
 
 def smooth_images(n=64, size=24, seed=0):

@@ -32,8 +32,9 @@ VERSION = 4          # bump when the network, its training or the features chang
 WIDTHS = (16, 32, 64)   # channels at full, 1/2 and 1/4 resolution: chosen by bench/evaluator_checks.py
 FEATURE_SCALE = 10      # features x 10: FD x 100, so that it reads in units and tens, like the Inception FID
 TEMPERATURE = 0.2       # of the contrastive loss
-# Weight of the colour-grain features (spectrum.py) beside the network's: chosen by bench/evaluator_checks.py so that
-# speckled samples rank below smooth ones of the same shapes, as the eye ranks them, with every ladder in order.
+# Weight of the colour-grain features (spectrum.py) beside the network's: the smallest of 2, 3 and 4 with which the
+# speckled 2x2-block network at 24 epochs ranks below the smooth v-prediction baseline at 33, as the eye ranks them
+# (docs/diffusion.md), and every ladder of bench/evaluator_checks.py stays in order.
 SPECTRAL_SCALE = 2.0
 # Feature networks trained on the course's data sets, used when the data's fingerprint matches: a fresh clone scores
 # at once, and every machine scores with the same network. python bench/ship_evaluators.py writes them.
@@ -103,12 +104,14 @@ def predict(model, images, batch_size=500, features=False):
     return torch.cat([fn(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
 
-def frechet_distance(feats, reference, network_dims):
-    """FD of embed()'s features: the network's block plus the spectral block, each compared on its own (in one
-    covariance their few dimensions would be lost among the network's, as colour grain was)."""
+def frechet_distances(feats, reference, network_dims):
+    """(FD, the network's part of it) of embed()'s features: FD is the network's block plus the spectral block, each
+    compared on its own (in one covariance their few dimensions would be lost among the network's, as colour grain
+    was)."""
     d = network_dims
+    network = metrics.frechet_distance(feats[:, :d], reference[:, :d])
     spectral = metrics.frechet_distance(feats[:, d:], reference[:, d:]) if feats.shape[1] > d else 0.0
-    return metrics.frechet_distance(feats[:, :d], reference[:, :d]) + spectral
+    return network + spectral, network
 
 
 def decide(logits, multi_label=False):

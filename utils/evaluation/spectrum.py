@@ -34,12 +34,13 @@ def high_frequency_power(images):
     return power[..., radius >= HIGH].mean(-1)
 
 
-def colour_grain(images, reference):
-    """The colour channels' high-frequency power of these images over the reference images' (1: photo-like;
-    above: grain; below: smoother than photos). None for gray images, which have no colour."""
+def colour_grain(images, level):
+    """The colour channels' high-frequency power of these images over `level`, the reference photos' (their
+    colour_detail(...).mean(0), which the evaluator keeps as detail_level): 1 photo-like, above it grain, below it
+    smoother than photos. None for gray images, which have no colour."""
     if images.shape[1] == 1:
         return None
-    return (colour_detail(images).mean() / colour_detail(reference).mean()).item()
+    return (colour_detail(images).mean() / level.double().mean()).item()
 
 
 def colour_detail(images):
