@@ -148,6 +148,26 @@ def resume_path_for(checkpoint):
     return checkpoint.with_name(f"last_{checkpoint.stem.removeprefix('Best_')}{checkpoint.suffix}")
 
 
+def unfinished_path_for(checkpoint):
+    """Where a new run keeps its best model while the Best file holds an earlier run's finished one:
+    models/Best_AE.pth -> models/Best_AE.pth.unfinished, moved over the Best file when the run finishes."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.name + ".unfinished")
+
+
+def move_into_place(unfinished, checkpoint):
+    """A finished run's best model replaces the Best file in one rename (nothing to do where the run wrote the Best
+    file itself, or never improved on it)."""
+    unfinished, checkpoint = Path(unfinished), Path(checkpoint)
+    if unfinished == checkpoint or not unfinished.exists():
+        return
+    try:
+        os.replace(unfinished, checkpoint)
+    except OSError as e:
+        raise UserError(cannot_write(checkpoint, e)) from None
+    sync_folder(checkpoint.parent)
+
+
 def load_resume(path, model, image_size=None):
     """The full training state that --resume continues from; its absence is a one-line UserError."""
     if not Path(path).exists():

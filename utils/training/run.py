@@ -14,8 +14,8 @@ from utils.data.dataset import load_dataset, load_training_data
 from utils.errors import UserError
 from utils.figures import loss_curve
 from utils.training import distributed
-from utils.training.checkpoint import (check_writable, clean_stale_temporaries, load_checkpoint, load_resume, recorded_best,
-                                       resume_path_for)
+from utils.training.checkpoint import (check_writable, clean_stale_temporaries, load_checkpoint, load_resume,
+                                       move_into_place, recorded_best, resume_path_for, unfinished_path_for)
 from utils.training.lock import TrainingLock
 from utils.training.train import RESUME_SCHEDULE, Run, fit, fmt_loss
 
@@ -80,13 +80,27 @@ def check_replaceable(args, model_name, data):
 
 
 def claim(args):
-    """The main process alone writes: one training per checkpoint, and killed saves' leftovers cleaned."""
+    """The main process alone writes: one training per checkpoint, and killed saves' leftovers cleaned (a new run
+    abandons a killed run's unfinished model too)."""
+    unfinished = unfinished_path_for(args.checkpoint)
     if distributed.is_main():
         for folder in (Path(args.checkpoint).parent, Path("vis")):   # found now, not after the training
             check_writable(folder)
         TrainingLock(args.checkpoint).acquire()
-        for path in (args.checkpoint, args.resume_path):
+        for path in (args.checkpoint, args.resume_path, unfinished):
             clean_stale_temporaries(path)
+        if not args.resume:
+            unfinished.unlink(missing_ok=True)
+    args.best_path = best_path_for(args, unfinished)
+
+
+def best_path_for(args, unfinished):
+    """Where this run writes its best model as it goes: the Best file itself when that holds nothing an earlier run
+    finished (it is absent, or --resume continues the run that wrote it), else the unfinished file beside it, which
+    replaces the Best file when the run finishes; an interrupted, killed or diverged run leaves it as it was."""
+    if args.resume:
+        return unfinished if unfinished.exists() else Path(args.checkpoint)
+    return unfinished if Path(args.checkpoint).exists() else Path(args.checkpoint)
 
 
 def same(typed, saved):
@@ -119,7 +133,7 @@ def start(args, model_name, settings):
         config = dict(saved["config"], precision=args.precision)
         data = load_training_data(config, quiet=True)
         claim(args)
-        args.best_on_disk = recorded_best(args.checkpoint)
+        args.best_on_disk = recorded_best(args.best_path)
         return config, saved["state"], data, device
     data = load_dataset(args.data, args.image_size, args.valid_fraction, args.split_seed, labels_file=args.labels,
                         objects_file=args.objects)
@@ -147,7 +161,7 @@ def train(model, loss_fn, data, recipe, args, config, state, device, loss_unit, 
           until=None):
     """fit() on the run's split, then (on the main process) the loss curve and the summary; returns the history."""
     history, started = [], time.perf_counter()
-    run = Run(args.checkpoint, config, args.resume_path, state, log=lambda line: print(line, flush=True),
+    run = Run(args.best_path, config, args.resume_path, state, log=lambda line: print(line, flush=True),
               on_epoch_end=on_epoch_end, until=until, history=history, best=getattr(args, "best_on_disk", None))
     name = Path(args.checkpoint).stem.removeprefix("Best_")
     curve_title = curve_title or f"{name}: {loss_unit}"
@@ -161,6 +175,7 @@ def train(model, loss_fn, data, recipe, args, config, state, device, loss_unit, 
             loss_curve(history, curve_title, f"vis/loss_{name}.png", ylabel=loss_unit)
     if not distributed.is_main():
         return history
+    move_into_place(args.best_path, args.checkpoint)
     if not history:
         print("no epoch finished; nothing saved")
         return history

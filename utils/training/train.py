@@ -5,6 +5,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -326,9 +327,9 @@ class Run:
     config: dict
     resume_path: str = None
     resume: dict = None
-    log: object = print
-    on_epoch_end: object = None
-    until: object = None
+    log: Callable[[str], None] = print
+    on_epoch_end: Callable[[int], None] | None = None
+    until: Callable[[list], bool] | None = None
     history: list = field(default_factory=list)
     best: dict = None   # what the Best file records (objective, epoch, valid_loss): a new best must beat it
 
@@ -341,6 +342,115 @@ def diverged(epoch, train_loss, valid_objective, run):
     return UserError(f"epoch {epoch}: the {what} loss is {value}, training diverged (try a smaller --lr); {kept}")
 
 
+def with_labels(images, labels):
+    """(images, labels), an unlabelled set given label 0 throughout."""
+    return images, labels if labels is not None else torch.zeros(len(images), dtype=torch.long)
+
+
+class Loop:
+    """The state of one fit(): the model and its step, the data, the budget's clock and what the run writes (the main
+    process alone saves and logs)."""
+
+    def __init__(self, model, loss_fn, train, valid, recipe, run, device):
+        self.model, self.loss_fn, self.recipe, self.run, self.device = model, loss_fn, recipe, run, device
+        self.train, self.valid = with_labels(*train), with_labels(*valid)
+        self.generator = torch.Generator().manual_seed(recipe.seed)
+        if run.resume:
+            run.history[:] = restore_state(run.resume, model, recipe, self.generator)
+        # After the restore: DDP starts from those weights.
+        self.step = make_step(model, loss_fn, device, recipe.compile)
+        self.main = distributed.is_main()
+        self.log = run.log if self.main else (lambda line: None)
+        self.started = time.perf_counter() - sum(h["seconds"] for h in run.history)
+        self.resume_writer = ResumeWriter(run.resume_path, run.config) if run.resume_path and self.main else None
+        self.steps = steps_per_epoch(len(self.train[0]), recipe.batch_size)
+
+    def out_of_time(self):
+        """With a --minutes budget: no epoch starts that would overrun it. Clocks differ between processes: all stop
+        when one would (a lone process decides alone)."""
+        r, history = self.recipe, self.run.history
+        if r.minutes is None or not history or not distributed.any_process(
+                eta(history, r.epochs, r.minutes, self.started) < history[-1]["seconds"]):
+            return False
+        self.log(f"time budget of {r.minutes:g} minutes reached")
+        return True
+
+    def epoch(self, epoch):
+        """Train one epoch, validate, keep the best model, hand the state to the resume writer, log."""
+        entry = self.train_and_validate(epoch)
+        improved = self.keep_best(entry)
+        if self.resume_writer:
+            self.resume_writer.epoch_done(epoch, training_state(self.model, self.recipe, self.run.history,
+                                                                self.generator))
+        self.log_epoch(entry, improved)
+        if self.run.on_epoch_end is not None and self.main:
+            self.run.on_epoch_end(epoch)
+
+    def train_and_validate(self, epoch):
+        """One epoch's history entry; a loss that is no longer a number ends the run (diverged)."""
+        r, history = self.recipe, self.run.history
+        if distributed.world_size() > 1:
+            # Each process draws its own noise (the VAE's z, diffusion's t and eps), seeded by (seed, epoch,
+            # rank) alone, so --resume replays it without saving every process's RNG state.
+            torch.manual_seed(stable_seed(r.seed, epoch, distributed.rank()))
+        t0, lr = time.perf_counter(), r.optimizer.param_groups[0]["lr"]
+        train_loss = train_epoch(self.model, self.step, *self.train, r, self.device, epoch, self.generator,
+                                 budget_progress(history, r.epochs, r.minutes, self.started, self.steps))
+        valid_objective, valid_loss = evaluate(r.ema.model if r.ema is not None else self.model, self.loss_fn,
+                                               *self.valid, self.device, epoch)
+        if not (math.isfinite(train_loss) and math.isfinite(valid_objective)):
+            raise diverged(epoch, train_loss, valid_objective, self.run)
+        if r.scheduler is not None:
+            r.scheduler.step()
+        seconds = time.perf_counter() - t0
+        history.append(dict(epoch=epoch, train_loss=train_loss, valid_loss=valid_loss, valid_objective=valid_objective,
+                            lr=lr, seconds=seconds, images_per_s=len(self.train[0]) / seconds))
+        return history[-1]
+
+    def keep_best(self, entry):
+        """Whether this epoch is a new best (then saved). After --resume the Best file may hold a later, better epoch
+        than the resume file knew of (a kill between their writes): only a model better than that one replaces it."""
+        run, ema, objective = self.run, self.recipe.ema, entry["valid_objective"]
+        improved = self.recipe.early_stopping.step(objective)
+        improved = improved and (run.best is None or objective < run.best["objective"])
+        if improved and self.main:  # the unwrapped model's weights: no DDP or torch.compile prefixes
+            save_checkpoint(run.checkpoint_path, dict(
+                config=run.config, model=self.model.state_dict(), ema=ema.model.state_dict() if ema else None,
+                epoch=entry["epoch"], train_loss=entry["train_loss"], valid_loss=entry["valid_loss"],
+                valid_objective=objective, history=run.history))
+        if improved:
+            run.best = dict(objective=objective, epoch=entry["epoch"], valid_loss=entry["valid_loss"])
+        return improved
+
+    def log_epoch(self, entry, improved):
+        r, epoch = self.recipe, entry["epoch"]
+        counter = f"{epoch:3d}" if r.minutes is not None else f"{epoch:3d}/{r.epochs}"  # a budget has no epoch count
+        self.log(f"epoch {counter}  train {fmt_loss(entry['train_loss'])}  valid {fmt_loss(entry['valid_loss'])}  "
+                 f"lr {entry['lr']:.1e}  {entry['seconds']:5.1f}s  {entry['images_per_s']:6.0f} img/s  "
+                 f"ETA {eta(self.run.history, r.epochs, r.minutes, self.started):4.0f}s"
+                 + ("  * saved best" if improved else ""))
+
+    def finished(self):
+        """Early stopping, or the run's own target (benchmarks time reaching one), ends training after this epoch."""
+        if self.recipe.early_stopping.should_stop:
+            self.log(f"early stopping: no improvement for {self.recipe.early_stopping.patience} epochs")
+            return True
+        if self.run.until is not None and self.run.until(self.run.history):
+            self.log("target reached")
+            return True
+        return False
+
+    def stopped(self, error):
+        """The state at the last epoch's end is the one to resume from: a half-done (or diverged) epoch is not."""
+        if self.resume_writer:
+            self.resume_writer.flush()
+        done, run = len(self.run.history), self.run
+        if isinstance(error, KeyboardInterrupt):
+            self.log(f"interrupted after {done} epoch(s); the best model so far is kept in {run.checkpoint_path}"
+                     + (f", and {run.resume_path} resumes from epoch {done} (--resume)" if run.resume_path and done
+                        else ""))
+
+
 def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
     """Train on `train` = (uint8 images, labels or None), validate on `valid` each epoch, keep the best model.
 
@@ -349,79 +459,17 @@ def fit(model, loss_fn, train, valid, recipe, run, device="cpu"):
     take the same early-stopping decisions; only the main one saves, logs and runs on_epoch_end.
     Returns (per-epoch history, seconds).
     """
-    (train_images, train_labels), (valid_images, valid_labels) = train, valid
-    ema, epochs, minutes, early_stopping, history = recipe.ema, recipe.epochs, recipe.minutes, recipe.early_stopping, \
-        run.history
-    generator = torch.Generator().manual_seed(recipe.seed)
-    train_labels = train_labels if train_labels is not None else torch.zeros(len(train_images), dtype=torch.long)
-    valid_labels = valid_labels if valid_labels is not None else torch.zeros(len(valid_images), dtype=torch.long)
-    if run.resume:
-        history[:] = restore_state(run.resume, model, recipe, generator)
-    step = make_step(model, loss_fn, device, recipe.compile)  # after the restore: DDP starts from those weights
-    main = distributed.is_main()
-    log = run.log if main else (lambda line: None)
-    started = time.perf_counter() - sum(h["seconds"] for h in history)
-    resume_writer = ResumeWriter(run.resume_path, run.config) if run.resume_path and main else None
-    steps = steps_per_epoch(len(train_images), recipe.batch_size)
+    loop = Loop(model, loss_fn, train, valid, recipe, run, device)
     try:
-        for epoch in range(len(history) + 1, epochs + 1):
-            # Clocks differ between processes: all stop when one would (a lone process decides alone).
-            if minutes is not None and history and distributed.any_process(
-                    eta(history, epochs, minutes, started) < history[-1]["seconds"]):
-                log(f"time budget of {minutes:g} minutes reached")
+        for epoch in range(len(run.history) + 1, recipe.epochs + 1):
+            if loop.out_of_time():
                 break
-            if distributed.world_size() > 1:
-                # Each process draws its own noise (the VAE's z, diffusion's t and eps), seeded by (seed, epoch,
-                # rank) alone, so --resume replays it without saving every process's RNG state.
-                torch.manual_seed(stable_seed(recipe.seed, epoch, distributed.rank()))
-            t0 = time.perf_counter()
-            lr = recipe.optimizer.param_groups[0]["lr"]
-            train_loss = train_epoch(model, step, train_images, train_labels, recipe, device, epoch, generator,
-                                     budget_progress(history, epochs, minutes, started, steps))
-            valid_objective, valid_loss = evaluate(ema.model if ema is not None else model, loss_fn, valid_images,
-                                                   valid_labels, device, epoch)
-            if not (math.isfinite(train_loss) and math.isfinite(valid_objective)):
-                raise diverged(epoch, train_loss, valid_objective, run)
-            if recipe.scheduler is not None:
-                recipe.scheduler.step()
-            seconds = time.perf_counter() - t0
-            history.append(dict(epoch=epoch, train_loss=train_loss, valid_loss=valid_loss,
-                                valid_objective=valid_objective, lr=lr, seconds=seconds,
-                                images_per_s=len(train_images) / seconds))
-            improved = early_stopping.step(valid_objective)
-            # After --resume the Best file may hold a later, better epoch than the resume file knew of (a kill
-            # between their writes): only a model better than that one replaces it.
-            improved = improved and (run.best is None or valid_objective < run.best["objective"])
-            if improved and main:  # the unwrapped model's weights: no DDP or torch.compile prefixes
-                save_checkpoint(run.checkpoint_path, dict(
-                    config=run.config, model=model.state_dict(), ema=ema.model.state_dict() if ema else None,
-                    epoch=epoch, train_loss=train_loss, valid_loss=valid_loss, valid_objective=valid_objective,
-                    history=history))
-            if improved:
-                run.best = dict(objective=valid_objective, epoch=epoch, valid_loss=valid_loss)
-            if resume_writer:
-                resume_writer.epoch_done(epoch, training_state(model, recipe, history, generator))
-            counter = f"{epoch:3d}" if minutes is not None else f"{epoch:3d}/{epochs}"  # a budget has no epoch count
-            log(f"epoch {counter}  train {fmt_loss(train_loss)}  valid {fmt_loss(valid_loss)}  lr {lr:.1e}  "
-                f"{seconds:5.1f}s  {history[-1]['images_per_s']:6.0f} img/s  ETA {eta(history, epochs, minutes, started):4.0f}s"
-                + ("  * saved best" if improved else ""))
-            if run.on_epoch_end is not None and main:
-                run.on_epoch_end(epoch)
-            if early_stopping.should_stop:
-                log(f"early stopping: no improvement for {early_stopping.patience} epochs")
+            loop.epoch(epoch)
+            if loop.finished():
                 break
-            if run.until is not None and run.until(history):
-                log("target reached")
-                break
-    except (KeyboardInterrupt, UserError):
-        # The state at the last epoch's end is the one to resume from: a half-done (or diverged) epoch is not.
-        if resume_writer:
-            resume_writer.flush()
-        if sys.exc_info()[0] is KeyboardInterrupt:
-            log(f"interrupted after {len(history)} epoch(s); the best model so far is kept"
-                + (f", and {run.resume_path} resumes from epoch {len(history)} (--resume)"
-                   if run.resume_path and history else ""))
+    except (KeyboardInterrupt, UserError) as error:
+        loop.stopped(error)
         raise
-    if resume_writer:
-        resume_writer.flush()
-    return history, time.perf_counter() - started
+    if loop.resume_writer:
+        loop.resume_writer.flush()
+    return run.history, time.perf_counter() - loop.started
