@@ -43,6 +43,9 @@ TRAINING = [
     ("log/train_VAE.out", train_script, ["--model", "VAE"]),
     ("log/train_diffusion.out", diffusion, []),
 ]
+# --quick: one epoch per model and few sampling steps.
+QUICK = {train_script: ["--epochs", "1"], diffusion: ["--minutes", "0", "--epochs", "1", "--steps", "3",
+                                                      "--film-steps", "3", "--preview-every", "0"]}
 # The lab's promise: five minutes on two cores. Diffusion trains for its default budget or for what Parts 1-3 leave
 # of LAB_MINUTES, whichever is less; what comes after its training (the figures, and the evaluation with its feature
 # network trained on a fresh clone) took 0.58-0.73 of Parts 1-3's time on three machines 2.7x apart in speed (the
@@ -108,11 +111,18 @@ def check_needs(data, image_size):
                  "and evaluation need at least 2 (about 20 images, or more classes)")
 
 
+def check_flags(plan):
+    """Each training step's flags, parsed and checked as its script will check them, before the first one trains:
+    an --image-size that one model cannot take stops the lab before the others have replaced their checkpoints."""
+    for _, trainer, flags in plan.training:
+        trainer.get_args(flags + plan.shared + plan.size + plan.own.get(trainer, []))
+
+
 def command(module, flags):
     return f"python {Path(module.__file__).name} {' '.join(flags)}".strip()
 
 
-def main():
+def get_args():
     p = cli.parser(__doc__)
     p.add_argument("--quick", action="store_true",
                    help="a smoke test: one epoch per model and few sampling steps (the files, not the results)")
@@ -130,49 +140,88 @@ def main():
     args = p.parse_args()
     if args.lab_minutes < 0:
         cli.fail(f"--lab-minutes must be at least 0 (0: no limit), got {args.lab_minutes:g}")
+    return args
+
+
+def enter_bonus_folder(args):
+    """The bonus writes its own models/, vis/ and log/ into bonus/; a --data folder is found from there too."""
+    if args.data and Path(args.data).exists():
+        args.data = str(Path(args.data).resolve())
+    Path("bonus").mkdir(exist_ok=True)
+    os.chdir("bonus")
+    print("writing into bonus/")
+
+
+class Plan:
+    """What the lab (or the bonus) runs: its training steps and model kinds, the flags every step takes, each
+    trainer's own (--quick's, or a fixed diffusion budget) and when it started."""
+
+    def __init__(self, args):
+        self.args = args
+        self.training, self.kinds, bonus_minutes = bonus(args.bonus) if args.bonus else (TRAINING, LAB, None)
+        self.budget = args.diffusion_minutes if args.diffusion_minutes is not None else bonus_minutes
+        self.shared = ["--seed", str(args.seed), "--device", args.device, *(["--data", args.data] if args.data else []),
+                       *(["--threads", str(args.threads)] if args.threads else [])]
+        self.size = ["--image-size", str(args.image_size)] if args.image_size else []
+        fixed = {diffusion: ["--minutes", str(self.budget)]} if self.budget is not None else {}
+        self.own = QUICK if args.quick else fixed
+        self.start = time.perf_counter()
+
+    def say(self, line):
+        print(f"[{time.perf_counter() - self.start:5.0f}s] {line}", flush=True)
+
+    def lab_minutes(self, trainer):
+        """A trainer with a time budget (diffusion) gets what Parts 1-3 left of the lab, unless a budget is given."""
+        if not hasattr(trainer, "MINUTES") or self.budget is not None or self.args.quick:
+            return []
+        left = diffusion_minutes(time.perf_counter() - self.start, self.args.lab_minutes)
+        return ["--minutes", f"{left:g}"] if left != diffusion.MINUTES else []
+
+
+def train_all(plan):
+    for log, trainer, flags in plan.training:
+        minutes = plan.lab_minutes(trainer)
+        plan.say(f"{command(trainer, flags + minutes)} > {log}")
+        if minutes:
+            print(f"          (what the {plan.args.lab_minutes:g}-minute lab leaves on this machine; "
+                  f"--diffusion-minutes {diffusion.MINUTES:g} trains for diffusion.py's default)", flush=True)
+        with open(log, "w") as out, contextlib.redirect_stdout(out):
+            trainer.main(flags + minutes + plan.shared + plan.size + plan.own.get(trainer, []))
+        print("          " + best_line(log), flush=True)
+
+
+def draw_and_evaluate(plan):
+    for script, flags in figures(plan.kinds):
+        flags = flags + (["--steps", "3"] if plan.args.quick and script is random_generation else [])
+        plan.say(command(script, flags))
+        script.main(flags + plan.shared)
+    plan.say("python evaluate.py > log/evaluate.out")
+    with open("log/evaluate.out", "w") as out, contextlib.redirect_stdout(out):
+        evaluate.main(plan.shared + ["--model", *plan.kinds] + (["--n", "100"] if plan.args.quick else []))
+
+
+def finish(plan):
+    if not plan.args.bonus:
+        plan.say(f"wrote {diffusion_report()} and {index_page()}")
+    print(f"\ndone in {time.perf_counter() - plan.start:.0f}s; the {'bonus' if plan.args.bonus else 'submission'} "
+          "files:")
+    for path in artefacts(plan.kinds, plan.training) if plan.args.bonus else ARTEFACTS:
+        print(f"  {'ok     ' if Path(path).exists() else 'MISSING'} {path}")
+
+
+def main():
+    args = get_args()
     if args.bonus:
-        if args.data and Path(args.data).exists():
-            args.data = str(Path(args.data).resolve())   # as given, from inside bonus/
-        Path("bonus").mkdir(exist_ok=True)
-        os.chdir("bonus")
-        print("writing into bonus/")
-    shared = ["--seed", str(args.seed), "--device", args.device]
-    shared += ["--data", args.data] if args.data else []
-    shared += ["--threads", str(args.threads)] if args.threads else []
-    size = ["--image-size", str(args.image_size)] if args.image_size else []
-    quick = {train_script: ["--epochs", "1"], diffusion: ["--minutes", "0", "--epochs", "1", "--steps", "3",
-                                                          "--film-steps", "3", "--preview-every", "0"]}
-    training, kinds, bonus_minutes = bonus(args.bonus) if args.bonus else (TRAINING, LAB, None)
-    budget = args.diffusion_minutes if args.diffusion_minutes is not None else bonus_minutes
-    minutes = {diffusion: ["--minutes", str(budget)]} if budget is not None else {}
-    options = quick if args.quick else minutes
+        enter_bonus_folder(args)
     print(f"data: {resolve_source(args.data)}" + ("  (built-in synthetic flowers: ./flowers not found)"
                                                    if resolve_source(args.data) == "synthetic" else ""))
+    plan = Plan(args)
+    check_flags(plan)
     check_needs(args.data, args.image_size or (64 if args.bonus else 24))
-    start = LAUNCHED if __name__ == "__main__" else time.perf_counter()   # (called from Python: from the call)
-    for log, trainer, flags in training:
-        if hasattr(trainer, "MINUTES") and budget is None and not args.quick:   # a trainer with a time budget
-            left = diffusion_minutes(time.perf_counter() - start, args.lab_minutes)
-            flags = flags + (["--minutes", f"{left:g}"] if left != diffusion.MINUTES else [])
-        print(f"[{time.perf_counter() - start:5.0f}s] {command(trainer, flags)} > {log}", flush=True)
-        if "--minutes" in flags:
-            print(f"          (what the {args.lab_minutes:g}-minute lab leaves on this machine; --diffusion-minutes "
-                  f"{diffusion.MINUTES:g} trains for diffusion.py's default)", flush=True)
-        with open(log, "w") as out, contextlib.redirect_stdout(out):
-            trainer.main(flags + shared + size + options.get(trainer, []))
-        print("          " + best_line(log), flush=True)
-    for script, flags in figures(kinds):
-        flags = flags + (["--steps", "3"] if args.quick and script is random_generation else [])
-        print(f"[{time.perf_counter() - start:5.0f}s] {command(script, flags)}", flush=True)
-        script.main(flags + shared)
-    print(f"[{time.perf_counter() - start:5.0f}s] python evaluate.py > log/evaluate.out", flush=True)
-    with open("log/evaluate.out", "w") as out, contextlib.redirect_stdout(out):
-        evaluate.main(shared + ["--model", *kinds] + (["--n", "100"] if args.quick else []))
-    if not args.bonus:
-        print(f"[{time.perf_counter() - start:5.0f}s] wrote {diffusion_report()} and {index_page()}", flush=True)
-    print(f"\ndone in {time.perf_counter() - start:.0f}s; the {'bonus' if args.bonus else 'submission'} files:")
-    for path in artefacts(kinds, training) if args.bonus else ARTEFACTS:
-        print(f"  {'ok     ' if Path(path).exists() else 'MISSING'} {path}")
+    plan.start = LAUNCHED if __name__ == "__main__" else time.perf_counter()   # (called from Python: from the call)
+    train_all(plan)
+    draw_and_evaluate(plan)
+    finish(plan)
 
 
 if __name__ == "__main__":
