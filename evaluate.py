@@ -234,7 +234,8 @@ def markdown(rows, settings):
                       markdown_table(rows)]) + "\n"
 
 
-def main(argv=None):
+def get_args(argv=None):
+    """The flags, checked: (args, the kinds to report)."""
     p = cli.parser(__doc__)
     p.add_argument("--model", nargs="+", default=None, metavar="MODEL",
                    help=f"one or more of {', '.join(GENERATORS)}; or all or none (default: all: the "
@@ -251,26 +252,31 @@ def main(argv=None):
     for name in names:
         if name not in [*GENERATORS, "all", "none"]:
             cli.fail(f"unknown model {name!r} (choose from {', '.join(GENERATORS)}, all or none)")
-    kinds = reported() if "all" in names else [GENERATORS[name] for name in names if name != "none"]
     if args.n < 10:
         cli.fail("--n must be at least 10")
     for folder in args.samples:
         if not Path(folder).is_dir():
             cli.fail(f"--samples {folder}: no such folder")
-    device = cli.setup(args)
+    return args, reported() if "all" in names else [GENERATORS[name] for name in names if name != "none"]
+
+
+def report_data(args, kinds):
+    """(the report's data, the --samples folders read): each model checked against the data, and the
+    folders read, before the feature network trains, so that a mismatch or a bad folder is found in seconds."""
     chosen = report_settings(args, kinds)
     data = load_dataset(chosen["data"], chosen["image_size"], chosen["valid_fraction"], chosen["split_seed"],
                         labels_file=chosen["labels_file"], objects_file=chosen["objects_file"], quiet=args.json)
-    for kind in kinds:   # before the feature network trains: a mismatch is found in seconds
+    for kind in kinds:
         if kind.trained():
             check_trained_on(kind, load_checkpoint(kind.checkpoint)["config"], data, chosen)
-    # Read before the feature network trains: a bad folder is found in seconds.
     sample_sets = [read_samples(folder, data, warn=lambda line: print(line, file=sys.stderr)) for folder in args.samples]
-    stick = yardstick(data, retrain=args.retrain_evaluator, log=print if not args.json else lambda line: None)
-    generator = torch.Generator().manual_seed(args.seed)
-    say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    return data, sample_sets
 
-    rows, real = calibration_rows(data, stick, args.n, generator)
+
+def score(kinds, data, stick, sample_sets, args, device):
+    """(every row: the ladder, the models, the --samples folders; the comparison figure's rows and their labels)."""
+    say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    rows, real = calibration_rows(data, stick, args.n, torch.Generator().manual_seed(args.seed))
     figure_rows, figure_labels = [real[:10]], ["real"]
     for kind in kinds:
         row, samples = model_row(kind, data, stick, args.n, args.seed, device)
@@ -280,32 +286,47 @@ def main(argv=None):
             figure_labels.append(kind.name)
         say(f"{kind.name}: {row['status']}")
     rows += [samples_row(folder, samples, stick) for folder, samples in zip(args.samples, sample_sets)]
+    return rows, (figure_rows, figure_labels)
+
+
+def header(data, stick, seed):
+    """The report's header: what was measured, with what, against what."""
+    return {"data": f"{data.source} ({len(data.train_idx)} train / {len(data.valid_idx)} valid, "
+                    f"{data.image_size}px, {'objects' if data.multi_label else 'classes'} {', '.join(data.classes)})",
+            "features": f"{stick.evaluator.feature_dim}-d, pooled from every stage of the project's own classifier "
+                        f"(trained on the classes and on telling training images apart), validation "
+                        f"{'exact-set ' if data.multi_label else ''}accuracy {stick.accuracy:.1%}, and the "
+                        f"log power of fine detail in the two colour channels (colour grain: that power over the "
+                        f"training photos')",
+            "evaluator": f"{stick.evaluator.source} (version {EVALUATOR_VERSION})",
+            "reference": "FD, KID, precision/recall (k=3) against the training split's features; "
+                         "reconstruction on the validation split; NN dist: mean L2 pixel distance to "
+                         "the nearest training image",
+            "seed": seed, "date": str(datetime.date.today())}
+
+
+def write_report(rows, settings, figure, image_size, seed):
+    Path("vis").mkdir(exist_ok=True)
+    Path("vis/report.md").write_text(markdown(rows, settings))
+    Path("vis/report.json").write_text(json.dumps(dict(settings=settings, rows=rows), indent=2))
+    image_rows(*figure, f"samples per model ({image_size}px, seed {seed})", "vis/compare.png")
+    print("wrote vis/report.md, vis/report.json, vis/compare.png")
+
+
+def main(argv=None):
+    args, kinds = get_args(argv)
+    device = cli.setup(args)
+    data, sample_sets = report_data(args, kinds)
+    stick = yardstick(data, retrain=args.retrain_evaluator, log=print if not args.json else lambda line: None)
+    rows, figure = score(kinds, data, stick, sample_sets, args, device)
     if args.json:
         for row in rows:
             print(json.dumps(row))
         return
-
-    settings = {"data": f"{data.source} ({len(data.train_idx)} train / {len(data.valid_idx)} valid, "
-                        f"{data.image_size}px, {'objects' if data.multi_label else 'classes'} {', '.join(data.classes)})",
-                "features": f"{stick.evaluator.feature_dim}-d, pooled from every stage of the project's own classifier "
-                            f"(trained on the classes and on telling training images apart), validation "
-                            f"{'exact-set ' if data.multi_label else ''}accuracy {stick.accuracy:.1%}, and the "
-                            f"log power of fine detail in the two colour channels (colour grain: that power over the "
-                            f"training photos')",
-                "evaluator": f"{stick.evaluator.source} (version {EVALUATOR_VERSION})",
-                "reference": "FD, KID, precision/recall (k=3) against the training split's features; "
-                             "reconstruction on the validation split; NN dist: mean L2 pixel distance to "
-                             "the nearest training image",
-                "seed": args.seed, "date": str(datetime.date.today())}
+    settings = header(data, stick, args.seed)
     print(markdown(rows, settings))
-    if not kinds:   # a folder scored against the ladder: the models' report files stay as they are
-        return
-    Path("vis").mkdir(exist_ok=True)
-    Path("vis/report.md").write_text(markdown(rows, settings))
-    Path("vis/report.json").write_text(json.dumps(dict(settings=settings, rows=rows), indent=2))
-    image_rows(figure_rows, figure_labels, f"samples per model ({data.image_size}px, seed {args.seed})",
-               "vis/compare.png")
-    print("wrote vis/report.md, vis/report.json, vis/compare.png")
+    if kinds:   # a folder scored against the ladder alone leaves the models' report files as they are
+        write_report(rows, settings, figure, data.image_size, args.seed)
 
 
 if __name__ == "__main__":
