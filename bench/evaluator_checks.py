@@ -8,6 +8,9 @@ and up, with noise added) and samples of a Gaussian fitted to the training pixel
 each degradation, every rung must score worse than the untouched images, and the held-out images'
 precision and recall must both be at least 0.85.
 
+--shipped: check the evaluator shipped for this data set and size (utils/evaluation/shipped/) instead of training
+one; it fails when none matches the data's fingerprint.
+
 --training: one diffusion run (same seed throughout; v-prediction at full resolution, whose constant learning rate makes
 a snapshot the model a shorter run gives) is trained by `diffusion.py` for 1 minute,
 then resumed to 3 and to 15 minutes; after each part its EMA weights are kept as a snapshot and 1,000
@@ -33,7 +36,8 @@ import torch  # noqa: E402
 import evaluate  # noqa: E402
 from utils.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from utils.data.dataset import load_dataset  # noqa: E402
-from utils.evaluation.evaluator import yardstick  # noqa: E402
+from utils.evaluation.evaluator import (fingerprint, measure_with, shipped_path, stored_evaluator,  # noqa: E402
+                                        yardstick)
 from utils.evaluation.table import markdown_table  # noqa: E402
 
 SNAPSHOT_MINUTES = (1, 3, 15)
@@ -133,10 +137,17 @@ def training_rows(args, workdir, data, stick):
     return rows
 
 
+def shipped_yardstick(data):
+    """The yardstick of the evaluator shipped for this data, or None when none matches its fingerprint."""
+    found = stored_evaluator(shipped_path(data), fingerprint(data))
+    return measure_with(data, *found) if found else None
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="image folder with one sub-folder per class")
     p.add_argument("--image-size", type=int, default=24)
+    p.add_argument("--shipped", action="store_true", help="check the shipped evaluator instead of training one")
     p.add_argument("--training", action="store_true", help="also train one diffusion run and rank its snapshots")
     p.add_argument("--workdir", default="runs/evaluator_checks", help="checkpoints, samples and logs of the checks")
     p.add_argument("--fresh", action="store_true", help="train the diffusion run again even if its snapshots exist")
@@ -149,8 +160,16 @@ def main(argv=None):
         shutil.rmtree(workdir / "samples", ignore_errors=True)
     data = load_dataset(args.data, args.image_size, quiet=True)
     start = time.perf_counter()
-    stick = yardstick(data, path=workdir / "models" / "Evaluator.pth", retrain=True)
+    if args.shipped:
+        stick = shipped_yardstick(data)
+        if stick is None:
+            print(f"FAILED no evaluator shipped for this data: {shipped_path(data)} is missing or was trained on "
+                  f"other data (python bench/ship_evaluators.py --data {args.data} --image-size {data.image_size})")
+            return 1
+    else:
+        stick = yardstick(data, path=workdir / "models" / "Evaluator.pth", retrain=True)
     train_seconds = time.perf_counter() - start   # (and the training images' features, a second)
+    how = f"loaded from {stick.evaluator.source}" if args.shipped else f"trained in {train_seconds:.0f}s"
     rows, _ = evaluate.calibration_rows(data, stick, N_SAMPLES, torch.Generator().manual_seed(args.seed))
     failures = ladder_failures(rows)
     if stick.accuracy < 0.9:
@@ -160,7 +179,7 @@ def main(argv=None):
     print(f"# Evaluator checks ({datetime.date.today()}, {platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}): {args.data} at {data.image_size}px, {len(data.train_idx)} train / "
           f"{len(data.valid_idx)} valid images")
-    print(f"feature network: {stick.evaluator.feature_dim}-d features, trained in {train_seconds:.0f}s, "
+    print(f"feature network: {stick.evaluator.feature_dim}-d features, {how}, "
           f"validation accuracy {stick.accuracy:.1%}\n")
     print(markdown_table(rows + snapshots))
     print("\n" + ("\n".join("FAILED " + f for f in failures) if failures else "all checks passed"))

@@ -1,10 +1,12 @@
 """Train the evaluators shipped in utils/evaluation/shipped/, one per course data set and size, as evaluate.py does.
 
     python bench/ship_evaluators.py --data ../shared/flowers --image-size 24      # the lab (~20-40 s)
+    python bench/ship_evaluators.py --data ../shared/flowers16 --image-size 32    # the sixteen (~4 minutes on E)
     python bench/ship_evaluators.py --data ../shared/flowers16 --image-size 64    # the bonus (13-35 minutes)
 
 A classifier already in models/ for exactly this data (the same fingerprint) is shipped as it is; --retrain
-trains it anew. evaluate.py uses a shipped one only when its fingerprint matches the user's data.
+trains it anew. evaluate.py uses a shipped one only when its fingerprint matches the user's data;
+python bench/evaluator_checks.py --data DIR --image-size N --shipped checks its ladders.
 """
 import argparse
 import shutil
@@ -15,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from utils.data.dataset import load_dataset  # noqa: E402
-from utils.evaluation.evaluator import (SHIPPED, evaluator_path, fingerprint, load_or_train_evaluator,  # noqa: E402
-                                        stored_evaluator)
+from utils.evaluation.evaluator import (evaluator_path, fingerprint, load_or_train_evaluator,  # noqa: E402
+                                        shipped_path, stored_evaluator)
 
 
 def main(argv=None):
@@ -26,15 +28,15 @@ def main(argv=None):
     p.add_argument("--retrain", action="store_true", help="train anew even if models/ holds one for this data")
     args = p.parse_args(argv)
     data = load_dataset(args.data, args.image_size)
-    path = Path(evaluator_path(data))
+    path, shipped = Path(evaluator_path(data)), shipped_path(data)
     if args.retrain or stored_evaluator(path, fingerprint(data)) is None:
         load_or_train_evaluator(data, path=path, retrain=True)   # trains, and stores it at path
-    SHIPPED.mkdir(exist_ok=True)
-    shutil.copy(path, SHIPPED / path.name)
-    _, accuracy = stored_evaluator(SHIPPED / path.name, fingerprint(data))
-    # evaluate.py looks in SHIPPED first: a copy left in models/ would only shadow a later retrained one
-    print(f"shipped {(SHIPPED / path.name).relative_to(ROOT)} (fingerprint {fingerprint(data)}, validation "
-          f"accuracy {accuracy:.1%})")
+    shipped.parent.mkdir(exist_ok=True)
+    shutil.copy(path, shipped)
+    _, accuracy = stored_evaluator(shipped, fingerprint(data))
+    # evaluate.py looks in the shipped folder first: a copy left in models/ would only shadow a later retrained one
+    print(f"shipped {shipped} ({shipped.stat().st_size // 1024} KB, fingerprint {fingerprint(data)}, "
+          f"validation accuracy {accuracy:.1%})")
 
 
 if __name__ == "__main__":

@@ -124,3 +124,18 @@ def test_the_curve_trains_each_budget_of_a_decaying_recipe_on_its_own():
     assert diffusion_curve.budget_dependent("p2-cosine")
     assert not diffusion_curve.budget_dependent("baseline")
     assert not diffusion_curve.budget_dependent("fm-patch2")
+
+
+def test_the_checks_score_with_the_shipped_evaluator_without_training(tiny_flowers, workdir, monkeypatch, capsys,
+                                                                       quick_evaluator):
+    from bench import ship_evaluators
+    monkeypatch.setattr(evaluator_module, "SHIPPED", workdir / "shipped")
+    checks = ["--data", str(tiny_flowers), "--workdir", str(workdir / "checks"), "--shipped"]
+    assert evaluator_checks.main(checks) == 1 and "FAILED no evaluator shipped" in capsys.readouterr().out
+    ship_evaluators.main(["--data", str(tiny_flowers)])
+    shipped = workdir / "shipped" / f"Evaluator_{tiny_flowers.name}_24px.pth"
+    assert f"shipped {shipped}" in capsys.readouterr().out
+    monkeypatch.setattr(evaluator_module, "train_classifier", lambda *a, **k: pytest.fail("trained one"))
+    evaluator_checks.main(checks)
+    out = capsys.readouterr().out
+    assert f"loaded from {shipped}" in out and "| real (held-out) |" in out

@@ -3,12 +3,12 @@
 No pretrained Inception weights can be downloaded on the lab machines, so we train one once on the training
 split (12-36 s on two CPU cores at 24 px; 13-35 minutes for the 16-class set at 64 px, by the machine) and reuse
 it (models/Evaluator_<data>_<size>px.pth: one per data set and size, so scoring another set never overwrites
-this one's), retraining when the data changes; for the course's own sets (flowers at 24 px) it ships trained
-(SHIPPED below), so that every clone and machine scores the same samples identically. A classifier alone learns what tells the classes apart and little
-else: its features scored a blob of the right colour as well as a detailed flower, and a 3-minute diffusion model
-above a 15-minute one. So it
-learns two things at once: the class, and which two augmented views come from the same training image
-(contrastive instance discrimination, SimCLR: Chen et al. 2020), which takes detail, texture and layout.
+this one's), retraining when the data changes; for the course's own sets (flowers at 24 px, flowers16 at 32 and
+64 px) it ships trained (SHIPPED below), so that every clone and machine scores the same samples identically.
+A classifier alone learns what tells the classes apart and little else: its features scored a blob of the right
+colour as well as a detailed flower, and a 3-minute diffusion model above a 15-minute one. So it learns two
+things at once: the class, and which two augmented views come from the same training image (contrastive
+instance discrimination, SimCLR: Chen et al. 2020), which takes detail, texture and layout.
 Its features are pooled from every depth, from edges to shapes, so that blur, noise and missing variety all
 move them. bench/evaluator_checks.py checks that it ranks known degradations and longer training right.
 """
@@ -186,6 +186,11 @@ def evaluator_path(data):
     return f"models/Evaluator_{Path(data.source).name}_{data.image_size}px.pth"
 
 
+def shipped_path(data):
+    """Where the evaluator shipped for this data set and size would be (used only if its fingerprint matches)."""
+    return SHIPPED / Path(evaluator_path(data)).name
+
+
 def stored_evaluator(path, key):
     """The classifier stored at path if it was trained on the data of this fingerprint, else None."""
     try:
@@ -205,7 +210,7 @@ def load_or_train_evaluator(data, path=None, retrain=False, log=print):
     """The stored classifier when it was trained on exactly this data (the shipped one, else one in models/), else
     a freshly trained one. The model's `source` says which file it is."""
     path, key = path or evaluator_path(data), fingerprint(data)
-    for candidate in [] if retrain else [SHIPPED / Path(evaluator_path(data)).name, path]:
+    for candidate in [] if retrain else [shipped_path(data), path]:
         found = stored_evaluator(candidate, key)
         if found is not None:
             return found
@@ -229,6 +234,10 @@ class Yardstick(NamedTuple):
 
 
 def yardstick(data, path=None, retrain=False, log=print):
-    evaluator, accuracy = load_or_train_evaluator(data, path, retrain, log)
+    return measure_with(data, *load_or_train_evaluator(data, path, retrain, log))
+
+
+def measure_with(data, evaluator, accuracy):
+    """The yardstick of a given evaluator (one trained on this data) for this data."""
     train = to_float(data.images[data.train_idx])
     return Yardstick(evaluator, accuracy, train, predict(evaluator, train, features=True))
