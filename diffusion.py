@@ -95,7 +95,7 @@ class Diffuser(nn.Module):
     """
 
     def __init__(self, image_size=24, channels=3, num_classes=0, base=32, mults=(1, 2, 3), multi_label=False,
-                 patch=1, upsample="nearest"):
+                 patch=1, upsample="nearest", interval=False):
         super().__init__()
         if image_size % size_multiple(patch, mults):
             raise ValueError(f"image size must be a multiple of {size_multiple(patch, mults)}, got {image_size}")
@@ -104,6 +104,13 @@ class Diffuser(nn.Module):
         emb_dim = 4 * base
         widths = [base * m for m in mults]
         self.time_mlp = nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        # interval: the network also sees the length t - r of the step it is asked to jump (an average velocity,
+        # objectives.py's Shortcut); zero at first, so a flow model fine-tuned this way starts as itself.
+        self.interval_mlp = nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) \
+            if interval else None
+        if interval:
+            nn.init.zeros_(self.interval_mlp[-1].weight)
+            nn.init.zeros_(self.interval_mlp[-1].bias)
         if not num_classes:
             self.class_emb = None
         else:
@@ -127,8 +134,11 @@ class Diffuser(nn.Module):
         nn.init.zeros_(self.head[-1].weight)  # start by predicting zero: a stable first step
         nn.init.zeros_(self.head[-1].bias)
 
-    def forward(self, x, t, labels=None):
+    def forward(self, x, t, labels=None, interval=None):
         emb = self.time_mlp(timestep_embedding(t, self.base))
+        if self.interval_mlp is not None:   # no interval given: the instantaneous velocity (length 0)
+            interval = torch.zeros_like(t) if interval is None else interval
+            emb = emb + self.interval_mlp(timestep_embedding(interval, self.base))
         if self.class_emb is not None:
             labels = labels if labels is not None else self.null_labels(len(t), t.device)
             emb = emb + self.class_emb(labels)
@@ -154,26 +164,26 @@ class Diffuser(nn.Module):
 
 # ---------------------------------------------------------------- the loss
 
-def diffusion_loss_fn(model, x0, labels, path, objective="v", min_snr=5.0, p_uncond=0.1):
+def diffusion_loss_fn(model, x0, labels, path, objective="v", min_snr=5.0, p_uncond=0.1, guidance=1.0, teacher=None):
     """The training loss on images x0 in [-1, 1].
 
     Noise each image at a random time of the path (utils/sampling/paths.py), x_t = a x0 + s eps, and regress
     the network on the objective's target (utils/sampling/objectives.py: eps as Ho et al., v as Salimans & Ho
-    2022, x0, or the flow's velocity eps - x0). Min-SNR-gamma weighting (Hang et al. 2023) stops the easy,
-    low-noise times from dominating; 0 turns it off. Labels are replaced by "no class" with probability
-    p_uncond, so one model also learns the unconditional prediction that classifier-free guidance needs.
+    2022, x0, the flow's velocity eps - x0, or a shortcut model's average velocity over a step, which trains `guidance`
+    in, following a teacher's velocity when it is a fine-tune). Min-SNR-gamma weighting (Hang et al. 2023) stops the easy, low-noise times from dominating; 0 turns it
+    off. Labels are replaced by "no class" with probability p_uncond, so one model also learns the unconditional
+    prediction that classifier-free guidance needs.
     """
     parts = OBJECTIVES[objective]
     t = path.training_times(len(x0), x0.device)
-    a, s = path.coefficients(t)
     eps = torch.randn_like(x0)
     if labels is not None and model.num_classes:
         drop = torch.rand(len(labels), device=labels.device) < p_uncond
         drop = drop.view(-1, *[1] * (labels.dim() - 1))  # a multi-hot vector is dropped whole
         labels = torch.where(drop, model.null_labels(len(labels), labels.device), labels)
-    output = model(a * x0 + s * eps, path.network_time(t), labels)
-    per_image = (output - parts.target(x0, eps, a, s)).square().mean(dim=(1, 2, 3))
+    per_image = parts.squared_error(model, x0, eps, t, labels, path, guidance, teacher)
     if min_snr:
+        a, s = path.coefficients(t)
         per_image = per_image * parts.snr_weight((a / s).square().flatten(), min_snr)
     return per_image.mean()
 
@@ -187,7 +197,8 @@ def build(config):
     try:
         model = Diffuser(size, channels, len(config["classes"]) if config["conditional"] else 0, config["base"],
                          multi_label=config["multi_label"], patch=config["patch"],
-                         mults=tuple(config.get("mults", (1, 2, 3))), upsample=config["upsample"])
+                         mults=tuple(config["mults"]), upsample=config["upsample"],
+                         interval=OBJECTIVES[config["objective"]].interval)
     except ValueError as e:
         raise UserError(f"{e} (the network's input: {channels}x{size}x{size})") from None
     return model
@@ -203,6 +214,18 @@ def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None)
     model.load_state_dict(ckpt.get("ema") or ckpt["model"])  # without an EMA (--ema 0) the checkpoint stores none
     # channels-last convolutions sample ~25 % faster on CPU (measured; training gains nothing from them)
     return model.to(device, memory_format=torch.channels_last).eval(), ckpt
+
+
+def initialise(model, checkpoint):
+    """A fine-tune's start: a saved model's sampling weights. Parts it lacks (an interval embedding) keep their
+    fresh values, which leave the network's output the saved model's."""
+    ckpt = load_checkpoint(checkpoint, model="diffusion")
+    try:
+        missing, unexpected = model.load_state_dict(ckpt.get("ema") or ckpt["model"], strict=False)
+    except RuntimeError:
+        missing, unexpected = ["(tensor shapes)"], []
+    if unexpected or any(not key.startswith("interval_mlp.") for key in missing):
+        raise UserError(f"--init {checkpoint}: its network does not fit this run's (other classes or channels?)")
 
 
 # ---------------------------------------------------------------- training
@@ -253,16 +276,29 @@ def get_args(argv=None):
                         "minutes: the learning rate decays to zero at the budget's end, so they are already an "
                         "average; 0.999 keeps a moving average and samples it instead)")
     p.add_argument("--p-uncond", type=float, default=0.1, help="label dropout for classifier-free guidance")
+    p.add_argument("--train-guidance", type=cli.at_least(0.0, float, finite=True), default=None,
+                   help="the guidance an objective that jumps (shortcut) learns to follow (default: the space's "
+                        "sampling guidance, 1.5 at 24 px)")
+    p.add_argument("--init", default=None, metavar="CHECKPOINT",
+                   help="a fine-tune: start from this saved model's weights, network and image size (e.g. "
+                        "--objective shortcut --init models/Best_diffusion.pth teaches a flow model to jump)")
     p.add_argument("--unconditional", action="store_true", help="ignore the class labels")
     cli.add_sampling_flags(p, "the previews and the final grid", precision=False)   # --precision: training's
     p.add_argument("--film-steps", type=int, default=50, help="DDIM steps of the denoising-process figure")
     p.add_argument("--preview-every", type=int, default=10, help="epochs between preview grids (0: none)")
     run.add_run_flags(p, CHECKPOINT)
     args = run.parse(p, argv)
+    if args.init:   # the fine-tuned network is the saved one
+        saved = load_checkpoint(args.init, model="diffusion")["config"]
+        args.latent, args.image_size = args.latent or saved["latent"], args.image_size or saved["image_size"]
+        for key in ("base", "mults", "patch", "upsample"):
+            setattr(args, key, saved[key])
     args.image_size = args.image_size or (64 if args.latent else 24)
     for key, value in space_kind(dict(latent=args.latent, image_size=args.image_size)).network.items():
         if getattr(args, key) is None:   # the network and recipe that suit this space, unless given
             setattr(args, key, value)
+    if args.train_guidance is None:
+        args.train_guidance = space_kind(dict(latent=args.latent, image_size=args.image_size)).guidance
     # Flips on codes: 15 minutes are ~250 epochs of the 3 lab classes, which a latent model overfits (docs/bonus.md).
     args.augment = args.augment or ("flip" if args.latent else "none")
     multiple = size_multiple(max(args.patch, 1), args.mults)
@@ -274,16 +310,15 @@ def get_args(argv=None):
                  f"{args.ema:g} and {args.min_snr:g}")
     if args.base < 8 or args.base % 8:
         cli.fail(f"--base must be a multiple of 8 (GroupNorm uses 8 groups), got {args.base}")
-    if min(args.steps, args.film_steps, args.batch_size, args.timesteps) < 1 or min(args.minutes, args.warmup) < 0:
-        cli.fail("--steps, --film-steps, --batch-size and --timesteps must be at least 1, --minutes and --warmup "
-                 "at least 0")
+    if min(args.film_steps, args.batch_size, args.timesteps) < 1 or min(args.minutes, args.warmup) < 0:
+        cli.fail("--film-steps, --batch-size and --timesteps must be at least 1, --minutes and --warmup at least 0")
     return args
 
 
 def settings(args):
     """What a new run saves besides its data: the network's size, the diffusion process and the recipe."""
     keys = ("unconditional", "base", "mults", "patch", "upsample", "objective", "schedule", "timesteps", "time_sampling",
-            "min_snr", "p_uncond", "ema", "lr", "warmup", "lr_decay", "batch_size", "latent")
+            "min_snr", "p_uncond", "ema", "lr", "warmup", "lr_decay", "batch_size", "latent", "train_guidance", "init")
     return lambda data: dict({key: getattr(args, key) for key in keys},
                              conditional=(data.multi_label or len(data.classes) > 1) and not args.unconditional,
                              latent_code=new_latent(args.latent, data.image_size, data.channels,
@@ -300,6 +335,9 @@ def main(argv=None):
 def train(args):
     config, state, data, device = run.start(args, "diffusion", settings(args))
     model = build(config).to(device)
+    teacher = load(checkpoint=config["init"], device=device)[0].requires_grad_(False) if config["init"] else None
+    if teacher is not None and state is None:
+        initialise(model, config["init"])
     space = make_space(config, device)
     ema = EMA(model, config["ema"]) if config["ema"] else None  # decay 0: sample from the weights themselves
     path = make_path(config)
@@ -307,15 +345,16 @@ def train(args):
 
     def loss_fn(net, x, labels, epoch):
         loss = diffusion_loss_fn(net, space.encode(x), labels if labelled else None, path, config["objective"],
-                                 config["min_snr"], config["p_uncond"])
+                                 config["min_snr"], config["p_uncond"], config["train_guidance"], teacher)
         return loss, loss
 
     options = SamplingOptions(args.guidance, args.sampler, args.steps, guidance_max_noise=args.guidance_max_noise)
+    name = figure_name(args.checkpoint, "diffusion")   # another --checkpoint's figures never replace the default's
 
     def preview(epoch):
         if args.preview_every and epoch % args.preview_every == 0:
             sampler_net = (ema.model if ema else model).eval()   # training mode returns at the next epoch
-            sample_grid(sampler_net, config, "vis/preview_diffusion.png", args.seed, device, options, per_row=8)
+            sample_grid(sampler_net, config, f"vis/preview_{name}.png", args.seed, device, options, per_row=8)
 
     recipe = Recipe(make_optimizer("adam", model.parameters(), config["lr"]), args.epochs, config["batch_size"],
                     early_stopping=EarlyStopping(patience=None), ema=ema, minutes=args.minutes or None,
@@ -340,7 +379,6 @@ def train(args):
     if not history or not distributed.is_main():  # the main process draws the final figures
         return
     best_model, ckpt = load(checkpoint=args.checkpoint, device=device)
-    name = figure_name(args.checkpoint, "diffusion")   # another --checkpoint's figures never replace the default's
     sample_grid(best_model, ckpt["config"], f"vis/random_images_{name}.png", args.seed, device, options)
     denoise_figure(best_model, ckpt["config"], f"vis/denoise_process_{name}.png", args.seed, device,
                    steps=args.film_steps)

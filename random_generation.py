@@ -91,8 +91,8 @@ def main(argv=None):
     kind = generator(args.model, need="samples")
     if args.prior != "normal" and not kind.fitted_prior:
         cli.fail(f"--prior {args.prior} needs an autoencoder's codes (AE or VAE), not {args.model}")
-    if args.n < 0 or args.steps < 1:
-        cli.fail("--n must be 0 or more and --steps at least 1")
+    if args.n < 0:
+        cli.fail("--n must be 0 or more")
     if args.n and not args.out_dir:
         cli.fail("--n needs --out-dir (the folder for the individual PNGs)")
     if args.interpolate and args.n:

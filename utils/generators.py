@@ -36,7 +36,7 @@ class SamplingOptions:
     decoder's codes. None: the model's own default (diffusion: its space's, utils/sampling/spaces.py)."""
     guidance: float | None = None
     sampler: str | None = None
-    steps: int = 20
+    steps: int | None = None
     prior: str = "normal"
     guidance_max_noise: float | None = None
     precision: str | None = None

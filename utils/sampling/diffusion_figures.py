@@ -1,21 +1,20 @@
 """The figures of a diffusion model: the sample grid, the denoising process and the interpolation between noises."""
 import math
-from dataclasses import replace
 
 import torch
 
 from utils.errors import UserError
 from utils.figures import image_rows
 from utils.generators import SamplingOptions
-from utils.sampling.driver import make_path, row_conditions, sample, sampling_of, slerp
+from utils.sampling.driver import make_path, row_conditions, resolved, sample, slerp
+from utils.sampling.objectives import OBJECTIVES
 from utils.sampling.samplers import SAMPLERS
 from utils.sampling.spaces import make_space
 
 
 def sample_grid(model, config, path, seed, device, options=SamplingOptions(), per_row=10):
     """One labelled row per class (or object) plus two unconditional rows (an 8x8 grid for an unconditional model)."""
-    guidance, max_noise, sampler = sampling_of(config, options.guidance, options.guidance_max_noise, options.sampler)
-    steps = options.steps
+    options = resolved(config, options)
     if not config["conditional"]:
         images = sample(model, config, 64, None, options, seed, device)
         rows, names = [images[i:i + 8] for i in range(0, 64, 8)], [""] * 8
@@ -27,10 +26,10 @@ def sample_grid(model, config, path, seed, device, options=SamplingOptions(), pe
         rows = list(conditional.split(per_row)) + list(unconditional.split(per_row))
         names += ["unconditional"] * 2
     noising = make_path(config)
-    n_steps = len(SAMPLERS[sampler].times(noising, steps))
-    title = f"diffusion samples ({sampler}, {n_steps} steps"
-    limit = f" up to noise {max_noise:.3g}" if not math.isinf(max_noise) else ""
-    title += f", guidance {guidance:g}{limit})" if config["conditional"] else ")"
+    n_steps = len(SAMPLERS[options.sampler].times(noising, options.steps))
+    title = f"diffusion samples ({options.sampler}, {n_steps} step{'s' * (n_steps > 1)}"
+    limit = f" up to noise {options.guidance_max_noise:.3g}" if not math.isinf(options.guidance_max_noise) else ""
+    title += f", guidance {options.guidance:g}{limit})" if config["conditional"] else ")"
     image_rows(rows, names, title, path)
 
 
@@ -41,7 +40,9 @@ def denoise_figure(model, config, path, seed, device, n=4, columns=10, steps=50)
     frames, space = [], make_space(config, device)
     trace = lambda t, x, x0: frames.append((t, space.decode(x).cpu(), space.decode(x0).cpu()))  # noqa: E731
     labels, names = row_conditions(config, n) if config["conditional"] else (None, [""] * n)
-    final = sample(model, config, n, labels, SamplingOptions(sampler="ddim", steps=steps), seed, device, trace)
+    # DDIM's many small steps show the image forming; a few-step model shows its own few steps instead
+    options = SamplingOptions(**dict(dict(sampler="ddim", steps=steps), **few_steps(config)))
+    final = sample(model, config, n, labels, options, seed, device, trace)
     change = torch.tensor([0.0] + [((b[1] - a[1]).abs() + (b[2] - a[2]).abs()).mean().item()
                                    for a, b in zip(frames, frames[1:])]).cumsum(0)
     keep = sorted({int((change - w).abs().argmin()) for w in torch.linspace(0, change[-1], columns - 1)})
@@ -49,9 +50,14 @@ def denoise_figure(model, config, path, seed, device, n=4, columns=10, steps=50)
     for r, name in enumerate(names):
         rows += [torch.stack([frames[i][1][r] for i in keep] + [final[r]]), torch.stack([frames[i][2][r] for i in keep])]
         row_names += [f"{name} x_t".strip(), "predicted x0"]
-    image_rows(rows, row_names, f"denoising (DDIM, {steps} steps): the noisy image x_t, and the clean image the "
-               "network predicts from it", path,
+    image_rows(rows, row_names, f"denoising ({options.sampler}, {len(frames)} step{'s' * (len(frames) > 1)}): the "
+               "noisy image x_t, and the clean image the network predicts from it", path,
                column_labels=[f"t={frames[i][0]:g}" for i in keep] + ["final"])
+
+
+def few_steps(config):
+    """The sampler and steps of a model trained to sample in few steps (its objective's); {} for the others."""
+    return {key: value for key, value in OBJECTIVES[config["objective"]].sampling.items() if key in ("sampler", "steps")}
 
 
 def interpolation(model, ckpt, seed, device, options=SamplingOptions(), condition=None, data=None, rows=6, steps=8,
@@ -59,9 +65,9 @@ def interpolation(model, ckpt, seed, device, options=SamplingOptions(), conditio
     """Spherical paths between two starting noises, every point sampled by the deterministic sampler;
     condition: (label, name) for every row, else one class per row."""
     config = ckpt["config"]
-    _, _, sampler = sampling_of(config, sampler=options.sampler)
-    if SAMPLERS[sampler].stochastic:
-        raise UserError(f"--interpolate needs a deterministic sampler: --sampler dpm or ddim, not {sampler}")
+    options = resolved(config, options)
+    if SAMPLERS[options.sampler].stochastic:
+        raise UserError(f"--interpolate needs a deterministic sampler: --sampler dpm or ddim, not {options.sampler}")
     if condition is not None:
         row_labels, names = condition[0].expand(rows, *condition[0].shape), [condition[1]] * rows
     elif config["conditional"]:
@@ -72,9 +78,9 @@ def interpolation(model, ckpt, seed, device, options=SamplingOptions(), conditio
     weights = torch.linspace(0, 1, steps + 2)
     noise = torch.stack([slerp(a, b, w) for a, b in ends for w in weights])
     labels = row_labels.repeat_interleave(len(weights), dim=0) if row_labels is not None else None
-    images = sample(model, config, len(noise), labels, replace(options, sampler=sampler), seed, device, noise=noise)
+    images = sample(model, config, len(noise), labels, options, seed, device, noise=noise)
     path = path or "vis/interpolation_diffusion.png"
     image_rows(list(images.split(len(weights))), names,
-               f"diffusion: samples from slerp(noise A, noise B, w) ({sampler}, {options.steps} steps)", path,
+               f"diffusion: samples from slerp(noise A, noise B, w) ({options.sampler}, {options.steps} steps)", path,
                column_labels=[f"w={w:.2f}" for w in weights.tolist()])
     return path

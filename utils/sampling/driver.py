@@ -3,6 +3,7 @@ guidance, and sample(): per-sample noise, the registered sampler, the space's de
 loss are diffusion.py's; the samplers, paths, objectives and spaces are this package's other modules.
 """
 import math
+from dataclasses import replace
 
 import torch
 
@@ -28,12 +29,12 @@ def padded(model, multiple):
     """model(x, t, labels) on batches padded to a multiple of `multiple` images. CPU bf16 kernels block the batch:
     in a batch of 5 an image's output depended on its place in it (by up to 0.03), in batches of 4, 8, 12 ... 64
     it did not (measured), so padding keeps sample i the same whatever n and the batch size."""
-    def call(x, t, labels=None):
+    def call(x, t, labels=None, interval=None):
+        inputs = [x, t, labels] + ([] if interval is None else [interval])   # a network that never jumps takes 3
         extra = -len(x) % multiple
-        if not extra:
-            return model(x, t, labels)
-        repeat = lambda v: torch.cat([v, v[:1].expand(extra, *v.shape[1:])])  # noqa: E731
-        return model(repeat(x), repeat(t), None if labels is None else repeat(labels))[:len(x)]
+        if extra:
+            inputs = [None if v is None else torch.cat([v, v[:1].expand(extra, *v.shape[1:])]) for v in inputs]
+        return model(*inputs)[:len(x)]
     return call
 
 
@@ -44,18 +45,22 @@ def guided_denoiser(model, path, objective, labels=None, guidance=2.0, clip=1.0,
     those narrows the samples' variety (Kynkaanniemi et al. 2024). pad_to: padded()'s multiple."""
     net = padded(model, pad_to)
 
-    def denoise(x, t):
+    def denoise(x, t, until=None):
+        """until: where the step ends, for a model of average velocities over a step (objectives.py's Shortcut); a
+        model of instantaneous velocities ignores it."""
         t_batch = path.network_time(torch.full((len(x),), t, device=x.device))
+        interval = None if until is None else path.network_time(torch.full((len(x),), t - until, device=x.device))
         a, s = (c.to(x.device) for c in path.coefficients(t))
         weight = guidance if math.isinf(max_noise) or float(s) <= max_noise * float(a) or guidance == 0 else 1
         # .float(): under bf16 autocast the network's output is bfloat16; guidance and the sampler's steps are not
         if labels is None or weight == 0:   # exactly the unconditional prediction, at half the cost
-            output = net(x, t_batch).float()
+            output = net(x, t_batch, None, interval).float()
         elif weight == 1:                   # exactly the conditional one
-            output = net(x, t_batch, labels).float()
+            output = net(x, t_batch, labels, interval).float()
         else:
-            both = net(torch.cat([x, x]), torch.cat([t_batch, t_batch]),
-                       torch.cat([labels, model.null_labels(len(labels), labels.device)])).float()
+            twice = lambda v: None if v is None else torch.cat([v, v])  # noqa: E731
+            both = net(twice(x), twice(t_batch), torch.cat([labels, model.null_labels(len(labels), labels.device)]),
+                       twice(interval)).float()
             cond, uncond = both.chunk(2)
             output = uncond + weight * (cond - uncond)
         return eps_and_x0(output, x, a, s, objective, clip)
@@ -67,12 +72,14 @@ def make_path(config):
     return PATHS[OBJECTIVES[config["objective"]].path].from_config(config)
 
 
-def sampling_of(config, guidance=None, max_noise=None, sampler=None):
-    """(weight, max noise) of classifier-free guidance and the sampler: the given ones, else the defaults of the
-    model's space."""
+def resolved(config, options=SamplingOptions()):
+    """The options with every None filled in by the model's defaults: its objective's where it has its own (a
+    few-step model's sampler, steps and guidance), else its space's (utils/sampling/spaces.py)."""
     space = space_kind(config)
-    return (space.guidance if guidance is None else guidance,
-            space.guidance_max_noise if max_noise is None else max_noise, sampler or space.sampler)
+    defaults = dict(guidance=space.guidance, guidance_max_noise=space.guidance_max_noise, sampler=space.sampler,
+                    steps=space.steps, precision=space.precision)
+    defaults.update(OBJECTIVES[config["objective"]].sampling)
+    return replace(options, **{key: value for key, value in defaults.items() if getattr(options, key) is None})
 
 
 @torch.no_grad()
@@ -84,20 +91,19 @@ def sample(model, config, n, labels=None, options=SamplingOptions(), seed=0, dev
 
     Sample i (counted from `first`) draws its noise from its own generator, seeded by (seed, first + i): the same
     image whatever n and the batch size. `noise`: the starting x_T (n x C x H x W) instead (interpolation)."""
-    path, space = make_path(config), make_space(config, device)
-    guidance, max_noise, sampler = sampling_of(config, options.guidance, options.guidance_max_noise, options.sampler)
-    precision = cli.precision_for(options.precision or space_kind(config).precision, torch.device(device))
+    path, space, options = make_path(config), make_space(config, device), resolved(config, options)
+    precision = cli.precision_for(options.precision, torch.device(device))
     out = []
     for start in range(0, n, batch_size):
         end = min(n, start + batch_size)
         generators = sample_generators(seed, first + start, end - start)
         x = noise[start:end] if noise is not None else per_sample_noise(generators, space.shape)
         chunk = labels[start:end].to(device) if labels is not None else None
-        denoise = guided_denoiser(model, path, config["objective"], chunk, guidance, space.clip, max_noise,
-                                  pad_to=8 if precision == "bf16" else 1)
+        denoise = guided_denoiser(model, path, config["objective"], chunk, options.guidance, space.clip,
+                                  options.guidance_max_noise, pad_to=8 if precision == "bf16" else 1)
         fresh_noise = lambda size: per_sample_noise(generators, size[1:]).to(device)  # noqa: E731
         with autocast(device, precision):
-            x = SAMPLERS[sampler](denoise, x.to(device), path, options.steps, fresh_noise, trace)
+            x = SAMPLERS[options.sampler](denoise, x.to(device), path, options.steps, fresh_noise, trace)
         out.append(space.decode(x).cpu())
     return torch.cat(out)
 

@@ -4,12 +4,28 @@
     target(x0, eps, a, s)        the regression target of the loss, for x_t = a x0 + s eps
     eps_and_x0(output, x_t, a, s)  the network's output turned into (noise, clean image): what samplers need
     snr_weight(snr, gamma)       min-SNR-gamma weighting (Hang et al. 2023; snr = a^2 / s^2) in this target's units
+    squared_error(model, x0, eps, t, labels, path, guidance, teacher)  the loss of each image (Regression's: the
+                                 output's squared error from the target; a teacher is Shortcut's)
+    interval                     whether the network also sees the length of the step (Diffuser's `interval`)
+    sampling                     the sampling defaults it brings (a few-step model's), over its space's
 
 A new objective is one more class registered in OBJECTIVES; the loss, the samplers and guidance take it as is.
 """
+import torch
 
 
-class Eps:
+class Regression:
+    """An objective whose loss regresses the network's output on target() at one random time of the path."""
+    interval = False
+    sampling = {}
+
+    def squared_error(self, model, x0, eps, t, labels, path, guidance=1.0, teacher=None):
+        a, s = path.coefficients(t)
+        output = model(a * x0 + s * eps, path.network_time(t), labels)
+        return (output - self.target(x0, eps, a, s)).square().mean(dim=(1, 2, 3))
+
+
+class Eps(Regression):
     """The DDPM paper's (Ho et al. 2020): predict the noise."""
     path = "discrete"
 
@@ -23,7 +39,7 @@ class Eps:
         return snr.clamp(max=gamma) / snr
 
 
-class V:
+class V(Regression):
     """v = a eps - s x0 (Salimans & Ho 2022; a^2 + s^2 = 1): well scaled at every noise level."""
     path = "discrete"
 
@@ -37,7 +53,7 @@ class V:
         return snr.clamp(max=gamma) / (snr + 1)
 
 
-class X0:
+class X0(Regression):
     """Predict the clean image itself."""
     path = "discrete"
 
@@ -51,7 +67,7 @@ class X0:
         return snr.clamp(max=gamma)
 
 
-class Flow:
+class Flow(Regression):
     """Flow matching (Lipman et al. 2023; rectified flow, Liu et al. 2022): on the straight path
     x_t = (1 - t) x0 + t eps, predict the velocity dx_t/dt = eps - x0."""
     path = "straight"
@@ -67,4 +83,83 @@ class Flow:
         return snr.clamp(max=gamma) / (1 + snr.sqrt()) ** 2
 
 
-OBJECTIVES = {"eps": Eps(), "v": V(), "x0": X0(), "flow": Flow()}
+class Shortcut(Flow):
+    """Shortcut models (Frans et al. 2025): the network also sees a step length h and predicts the average velocity
+    u(x_t, t, h) = (x_t - x_{t-h}) / h of the straight path's flow over the step, so that one call takes the whole
+    step, x_{t-h} = x_t - h u (samplers.py's jump). At h = 0 it is flow matching's velocity: every sampler works.
+
+    Two jumps of h/2 make one of h: the target of a jump is the mean of the network's own two half jumps (held
+    fixed), and the shortest jumps follow the guided velocity with one Heun step, so the long jumps are built from
+    short ones level by level. The jumps start at multiples of their length (the 1-, 2-, 4-... step samplers'
+    grids). Classifier-free guidance is trained in, so samples need no second, unconditional pass. Fine-tuning a
+    flow model (diffusion.py --init), that model is the teacher whose guided velocity is followed; from scratch it
+    is the training image's eps - x0 at h = 0 and the network's own velocity below the shortest jump."""
+    interval = True
+    levels = 4           # jump lengths 1, 1/2, ..., 1/2^levels
+    flow_share = 0.25    # the share of training images at h = 0: flow matching
+    sampling = dict(sampler="jump", steps=2, guidance=1.0)   # guidance 1: the trained-in guidance, nothing more
+
+    def squared_error(self, model, x0, eps, t, labels, path, guidance=1.0, teacher=None):
+        h, t = self.step_lengths(t)
+        x_t = (1 - t.view(-1, 1, 1, 1)) * x0 + t.view(-1, 1, 1, 1) * eps
+        target = self.jump_target(model, teacher, x_t, t, h, eps - x0, labels, path, guidance)
+        output = model(x_t, path.network_time(t), labels, path.network_time(h))
+        return (output - target).square().mean(dim=(1, 2, 3))
+
+    def step_lengths(self, t):
+        """(h, t): for flow_share of the images h = 0 at the given time; for the others a level's h = 2^-k (every
+        level equally often) and a time among its multiples h, 2h, ..., 1."""
+        level = torch.randint(0, self.levels + 1, t.shape, device=t.device)
+        h = 0.5 ** level.float()
+        start = (torch.rand(t.shape, device=t.device) * 2.0 ** level).floor().add(1) * h
+        flow = torch.rand(t.shape, device=t.device) < self.flow_share
+        return torch.where(flow, torch.zeros_like(h), h), torch.where(flow, t, start)
+
+    @torch.no_grad()
+    def jump_target(self, model, teacher, x_t, t, h, sample_velocity, labels, path, guidance):
+        def velocity(x, time, rows):   # the guided velocity followed: the teacher's, or the network's own at h = 0
+            lab = None if labels is None else labels[rows]
+            return guided(teacher or model, x, path.network_time(time), lab, guidance, model)
+
+        def half_jump(x, time, length, rows):
+            lab = None if labels is None else labels[rows]
+            return model(x, path.network_time(time), lab, path.network_time(length)).float()
+
+        target = torch.empty_like(x_t)
+        flow, shortest = h == 0, h == 0.5 ** self.levels
+        rows = flow.nonzero().flatten()
+        target[rows] = velocity(x_t[rows], t[rows], rows) if teacher is not None else \
+            self.guided_sample(model, x_t[rows], t[rows], sample_velocity[rows], labels, rows, path, guidance)
+        rows = shortest.nonzero().flatten()        # Heun's step over the shortest jump
+        x, time, length = x_t[rows], t[rows], h[rows].view(-1, 1, 1, 1)
+        first = velocity(x, time, rows)
+        target[rows] = (first + velocity(x - length * first, time - h[rows], rows)) / 2
+        rows = (~flow & ~shortest).nonzero().flatten()   # two half jumps of the network's own
+        x, time, half = x_t[rows], t[rows], h[rows] / 2
+        first = half_jump(x, time, half, rows)
+        target[rows] = (first + half_jump(x - half.view(-1, 1, 1, 1) * first, time - half, half, rows)) / 2
+        return target
+
+    def guided_sample(self, model, x_t, t, velocity, labels, rows, path, guidance):
+        """From scratch, at h = 0: the image's eps - x0, guided by the network's own unconditional velocity for
+        images with a class (the unconditional ones, label dropped, keep it as it is)."""
+        if labels is None or guidance == 1:
+            return velocity
+        lab, null = labels[rows], model.null_labels(len(rows), x_t.device)
+        unconditional = model(x_t, path.network_time(t), null).float()
+        conditioned = ~(lab == null).view(len(rows), -1).all(dim=1).view(-1, 1, 1, 1)
+        return torch.where(conditioned, unconditional + guidance * (velocity - unconditional), velocity)
+
+
+def guided(net, x, time, labels, guidance, model):
+    """The classifier-free guided prediction of `net` (unconditional + guidance * (conditional - unconditional));
+    labels None: the unconditional one. `model` gives the "no class" labels."""
+    if labels is None or not len(x):
+        return net(x, time).float()
+    null = model.null_labels(len(x), x.device)
+    both = net(torch.cat([x, x]), torch.cat([time, time]), torch.cat([labels, null])).float()
+    conditional, unconditional = both.chunk(2)
+    return unconditional + guidance * (conditional - unconditional)
+
+
+OBJECTIVES = {"eps": Eps(), "v": V(), "x0": X0(), "flow": Flow(), "shortcut": Shortcut()}

@@ -2,8 +2,9 @@
 
 Every sampler has one signature, sampler(denoise, x, path, steps, fresh_noise=None, trace=None): `x` is the
 starting noise (drawn by the caller, per sample, so that sample i does not depend on its batch),
-`denoise(x_t, t) -> (eps, x0)` is the network's prediction of the noise and the clean image at the path's time t,
-whatever objective it was trained with, and `path` (paths.py) gives x_t = a(t) x0 + s(t) eps and the time grid.
+`denoise(x_t, t, until=None) -> (eps, x0)` is the network's prediction of the noise and the clean image at the
+path's time t, whatever objective it was trained with (`until`: the end of the step, which a model trained to jump
+takes whole; the others ignore it), and `path` (paths.py) gives x_t = a(t) x0 + s(t) eps and the time grid.
 `fresh_noise(shape)` gives the stochastic sampler its noise (again per sample); `trace(t, x_t, x0)` sees every step.
 Every sampler ends on the clean image (a = 1, s = 0).
 """
@@ -108,6 +109,19 @@ def dpm_solver_sample(denoise, x, path, steps=20, fresh_noise=None, trace=None):
     return x
 
 
+@torch.no_grad()
+def jump_sample(denoise, x, path, steps=2, fresh_noise=None, trace=None):
+    """Whole jumps, one network call each, for a model of the average velocity over a step (objectives.py's
+    Shortcut): asked where the step ends (the clean image after the last), it answers with the (eps, x0) whose
+    DDIM step, x_next = a_next x0 + s_next eps, lands there. On a model of instantaneous velocities it is DDIM."""
+    for t, t_next, _, (a_next, s_next) in steps_of(path, path.sampling_times(steps)):
+        eps, x0 = denoise(x, t, 0.0 if t_next is None else t_next)
+        if trace is not None:
+            trace(t, x, x0)
+        x = a_next * x0 + s_next * eps
+    return x
+
+
 @dataclass(frozen=True)
 class Sampler:
     """One registered sampler: its function (the signature above), the words --sampler's help gives it, and
@@ -131,6 +145,7 @@ SAMPLERS = {
     "ddim": Sampler(ddim_sample, "deterministic DDIM"),
     "euler": Sampler(ddim_sample, "Euler's method, the same as ddim"),
     "heun": Sampler(heun_sample, "Heun's second-order method, two network calls a step"),
+    "jump": Sampler(jump_sample, "a model's own jumps over each step (--objective shortcut), one network call a step"),
     "ddpm": Sampler(ddpm_sample, "ancestral DDPM sampling, all T steps of a DDPM model", stochastic=True),
 }
 

@@ -24,7 +24,7 @@ class PixelSpace:
     network = dict(patch=1, base=16, mults=(1, 2, 4, 6), upsample="nearest", batch_size=16, lr=3e-3)
     clip = 1.0   # a predicted clean image is clipped to this range while sampling
     guidance, guidance_max_noise = 1.5, math.inf   # sampling defaults: guided at every step (bench/diffusion_curve.py)
-    sampler = "dpm"   # DPM-Solver++(2M), 20 network calls at 20 steps
+    sampler, steps = "dpm", 20   # DPM-Solver++(2M), 20 network calls at 20 steps
     # The network's arithmetic (cli.precision_for): at 24 px bf16 autocast sampled no faster (0.7 s per 64 either
     # way) and scored FD 2.05 / 2.45 against fp32's 2.00 / 2.40 (seeds 0 / 1;
     # bench/diffusion_samplers.py, docs/bonus.md)
@@ -69,7 +69,7 @@ class LatentSpace:
     # 1.24, recall 0.682 / 0.693 (seeds 0 / 1) against DPM-Solver++'s 1.41 / 1.51, 0.662 / 0.675 at 20 steps (1.30 /
     # 0.670 at 40, seed 0); on the 3 lab classes 2.04 / 2.30, 0.793 / 0.778 against 2.77 / 3.03, 0.776 / 0.765
     # (docs/bonus.md).
-    sampler = "heun"
+    sampler, steps = "heun", 20
     # bf16 where native: 2.0 s per 64 samples against fp32's 2.6, FD 1.18 against 1.17 (seed 0; docs/bonus.md)
     precision = "auto"
 
