@@ -2,17 +2,16 @@
 
     python diffusion.py > log/train_diffusion.out          # trains for --minutes (default 2)
     python diffusion.py --latent models/Best_LatentAE.pth  # the bonus: on a frozen autoencoder's codes, at 64 px
+    python diffusion.py --objective shortcut --init models/Best_diffusion.pth --minutes 0 --epochs 5 \
+        --checkpoint models/Best_shortcut.pth                 # learn to sample in 1-4 steps (docs/few_step.md)
 
 The network (`Diffuser`) and the loss (`diffusion_loss_fn`) live here, with the training script; the noise paths,
-objectives and samplers are in utils/sampling/, sample() in utils/sampling/driver.py and the figures in
-utils/sampling/diffusion_figures.py. Writes models/Best_diffusion.pth (the weights it samples with),
+objectives and samplers are in utils/sampling/, sample() in utils/sampling/driver.py, the figures in
+utils/sampling/diffusion_figures.py, and a saved model's loading in utils/kinds/diffusion.py. Writes models/Best_diffusion.pth (the weights it samples with),
 vis/loss_diffusion.png, vis/preview_diffusion.png during training, and at the end
 vis/random_images_diffusion.png and vis/denoise_process_diffusion.png.
 """
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from utils import cli
@@ -26,60 +25,13 @@ from utils.sampling.spaces import make_space, new_latent, space_kind
 from utils.training import distributed, run
 from utils.training.checkpoint import default_checkpoint, figure_name, load_checkpoint
 from utils.training.train import EMA, EarlyStopping, Recipe, make_optimizer
+from utils.unet import NearestUpConv, ResBlock, SelfAttention, timestep_embedding
 
 CHECKPOINT = default_checkpoint("diffusion")
 MINUTES = 2   # the default training budget, chosen on the curve of bench/diffusion_curve.py (docs/diffusion.md)
 
 
 # ---------------------------------------------------------------- the network
-
-class ResBlock(nn.Module):
-    def __init__(self, c_in, c_out, emb_dim):
-        super().__init__()
-        self.norm1, self.conv1 = nn.GroupNorm(8, c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.emb = nn.Linear(emb_dim, 2 * c_out)
-        self.norm2, self.conv2 = nn.GroupNorm(8, c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
-        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
-
-    def forward(self, x, emb):
-        h = self.conv1(F.silu(self.norm1(x)))
-        # The time and class embedding scales and shifts the normalised features (FiLM, as in ADM).
-        scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
-        h = self.conv2(F.silu(self.norm2(h) * (1 + scale) + shift))
-        return h + self.skip(x)
-
-
-class SelfAttention(nn.Module):
-    def __init__(self, channels, heads=4):
-        super().__init__()
-        self.heads = heads
-        self.norm = nn.GroupNorm(8, channels)
-        self.qkv, self.out = nn.Conv2d(channels, 3 * channels, 1), nn.Conv2d(channels, channels, 1)
-
-    def forward(self, x):
-        b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).view(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2).unbind(1)
-        y = F.scaled_dot_product_attention(q, k, v)
-        return x + self.out(y.transpose(-1, -2).reshape(b, c, h, w))
-
-
-def timestep_embedding(t, dim):
-    """Sinusoidal embedding of integer timesteps (Vaswani et al.; Ho et al.)."""
-    freqs = torch.exp(-math.log(10000) * torch.arange(dim // 2, device=t.device) / (dim // 2))
-    angles = t.float()[:, None] * freqs[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=1)
-
-
-class NearestUpConv(nn.Conv2d):
-    """Up a level the older way: nearest-neighbour doubling, then this 3x3 convolution at the finer grid (a plain
-    Conv2d's parameters, so checkpoints saved before --upsample load unchanged)."""
-
-    def __init__(self, channels):
-        super().__init__(channels, channels, 3, padding=1)
-
-    def forward(self, x):
-        return super().forward(F.interpolate(x, scale_factor=2, mode="nearest"))
-
 
 def size_multiple(patch, mults):
     """What the image size must be a multiple of: the patch, halved again by each level below the first."""
@@ -195,13 +147,11 @@ def build(config):
     codes (a latent model without its own autoencoder fails here)."""
     channels, size, _ = make_space(config).shape
     try:
-        model = Diffuser(size, channels, len(config["classes"]) if config["conditional"] else 0, config["base"],
-                         multi_label=config["multi_label"], patch=config["patch"],
-                         mults=tuple(config["mults"]), upsample=config["upsample"],
-                         interval=OBJECTIVES[config["objective"]].interval)
+        return Diffuser(size, channels, len(config["classes"]) if config["conditional"] else 0, config["base"],
+                        multi_label=config["multi_label"], patch=config["patch"], mults=tuple(config["mults"]),
+                        upsample=config["upsample"], interval=OBJECTIVES[config["objective"]].interval)
     except ValueError as e:
         raise UserError(f"{e} (the network's input: {channels}x{size}x{size})") from None
-    return model
 
 
 def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None):
@@ -216,12 +166,11 @@ def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None)
     return model.to(device, memory_format=torch.channels_last).eval(), ckpt
 
 
-def initialise(model, checkpoint):
-    """A fine-tune's start: a saved model's sampling weights. Parts it lacks (an interval embedding) keep their
-    fresh values, which leave the network's output the saved model's."""
-    ckpt = load_checkpoint(checkpoint, model="diffusion")
+def initialise(model, teacher, checkpoint):
+    """A fine-tune starts as its teacher (the --init model); parts it lacks (a step-length embedding) keep their
+    fresh values, which leave the output the teacher's."""
     try:
-        missing, unexpected = model.load_state_dict(ckpt.get("ema") or ckpt["model"], strict=False)
+        missing, unexpected = model.load_state_dict(teacher.state_dict(), strict=False)
     except RuntimeError:
         missing, unexpected = ["(tensor shapes)"], []
     if unexpected or any(not key.startswith("interval_mlp.") for key in missing):
@@ -232,49 +181,46 @@ def initialise(model, checkpoint):
 
 def get_args(argv=None):
     p = cli.parser(__doc__)
-    p.add_argument("--minutes", type=float, default=MINUTES,
+    p.add_argument("--minutes", type=cli.at_least(0.0, float, finite=True), default=MINUTES,
                    help="wall-clock training budget, counted across --resume (0: train --epochs)")
     p.add_argument("--epochs", type=int, default=1000, help="upper limit on epochs")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=cli.at_least(1), default=None,
                    help="images per step; per process under torchrun (the step sees N times it). Default: the "
                         "space's (16 on pixels below 64 px, 64 at 64 px and on codes)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the space's, 3e-3 on pixels "
                    "below 64 px, else 2e-3)")
-    p.add_argument("--warmup", type=int, default=50, help="steps of linear learning-rate warm-up")
+    p.add_argument("--warmup", type=cli.at_least(0), default=50, help="steps of linear learning-rate warm-up")
     p.add_argument("--lr-decay", choices=["none", "cosine", "linear"], default="cosine",
                    help="the learning rate's fall to zero at the end of the --minutes budget (or of --epochs)")
     p.add_argument("--objective", choices=sorted(OBJECTIVES), default="flow",
-                   help="what the network predicts: flow matching's velocity on the straight path, or the DDPM "
+                   help="what the network predicts: flow matching's velocity on the straight path, the average "
+                        "velocity over a step (shortcut: a fine-tune with --init, docs/few_step.md), or the DDPM "
                         "process's v, noise (eps, the DDPM paper's) or clean image")
-    p.add_argument("--min-snr", type=float, default=0.0,
+    p.add_argument("--min-snr", type=cli.at_least(0.0, float), default=0.0,
                    help="min-SNR-gamma loss weighting (0: off; 5 suits --objective v; on flow matching it "
                         "cost quality, docs/diffusion.md)")
     p.add_argument("--schedule", choices=["linear", "cosine"], default="cosine",
                    help="noise schedule of the DDPM objectives (eps, v, x0)")
-    p.add_argument("--timesteps", type=int, default=1000, help="diffusion steps T of the DDPM objectives")
+    p.add_argument("--timesteps", type=cli.at_least(1), default=1000, help="diffusion steps T of the DDPM objectives")
     p.add_argument("--time-sampling", choices=["uniform", "logit-normal"], default="logit-normal",
                    help="how --objective flow draws its training times t in [0, 1]")
     p.add_argument("--base", type=int, default=None,
                    help="U-Net width: channels at its first level (default: the space's, 16 on pixels below 64 px, "
                         "else 32)")
     p.add_argument("--patch", type=int, default=None,
-                   help="pixels (or code positions) per side of the blocks the U-Net sees as one position: 2 puts "
-                        "its first level at half the resolution, for a quarter of the cost (default: the space's, "
-                        "2 at 64 px, else 1)")
+                   help="pixels per side of the blocks the U-Net sees as one position (2: a quarter of the cost; "
+                        "default: the space's, 2 at 64 px, else 1)")
     p.add_argument("--mults", type=int, nargs="+", default=None,
                    help="each level's width in multiples of --base, from the finest level to the coarsest "
                         "(default: the space's, 1 2 4 6 on pixels below 64 px, else 1 2 3)")
     p.add_argument("--latent", default=None, metavar="CHECKPOINT",
-                   help="latent diffusion: train on the codes of this frozen autoencoder (python train_script.py "
-                        "--model LatentAE writes models/Best_LatentAE.pth) and decode samples with it")
+                   help="latent diffusion on the codes of this frozen autoencoder (train_script.py --model LatentAE)")
     p.add_argument("--upsample", choices=["nearest", "transposed"], default=None,
-                   help="how the U-Net goes up a level: a 2x2 stride-2 transposed convolution (about 15%% more "
-                        "images/s), or nearest-neighbour doubling and a 3x3 convolution (nine times the "
-                        "multiply-adds at the finer grid; default: the space's, nearest on pixels below 64 px)")
+                   help="up a level by a 2x2 stride-2 transposed convolution, or by nearest-neighbour doubling and a "
+                        "3x3 convolution (default: the space's, nearest on pixels below 64 px)")
     p.add_argument("--ema", type=float, default=0.0,
-                   help="EMA decay of the sampling weights (0: the last weights, which scored better at 3 "
-                        "minutes: the learning rate decays to zero at the budget's end, so they are already an "
-                        "average; 0.999 keeps a moving average and samples it instead)")
+                   help="EMA decay of the sampling weights (0: the last weights, already an average as the learning "
+                        "rate decays to zero; docs/diffusion.md)")
     p.add_argument("--p-uncond", type=float, default=0.1, help="label dropout for classifier-free guidance")
     p.add_argument("--train-guidance", type=cli.at_least(0.0, float, finite=True), default=None,
                    help="the guidance an objective that jumps (shortcut) learns to follow (default: the space's "
@@ -284,7 +230,7 @@ def get_args(argv=None):
                         "--objective shortcut --init models/Best_diffusion.pth teaches a flow model to jump)")
     p.add_argument("--unconditional", action="store_true", help="ignore the class labels")
     cli.add_sampling_flags(p, "the previews and the final grid", precision=False)   # --precision: training's
-    p.add_argument("--film-steps", type=int, default=50, help="DDIM steps of the denoising-process figure")
+    p.add_argument("--film-steps", type=cli.at_least(1), default=50, help="DDIM steps of the denoising-process figure")
     p.add_argument("--preview-every", type=int, default=10, help="epochs between preview grids (0: none)")
     run.add_run_flags(p, CHECKPOINT)
     args = run.parse(p, argv)
@@ -294,24 +240,22 @@ def get_args(argv=None):
         for key in ("base", "mults", "patch", "upsample"):
             setattr(args, key, saved[key])
     args.image_size = args.image_size or (64 if args.latent else 24)
-    for key, value in space_kind(dict(latent=args.latent, image_size=args.image_size)).network.items():
-        if getattr(args, key) is None:   # the network and recipe that suit this space, unless given
+    space = space_kind(dict(latent=args.latent, image_size=args.image_size))
+    for key, value in dict(space.network, **OBJECTIVES[args.objective].recipe).items():
+        if getattr(args, key) is None:   # the network and recipe that suit this space and objective, unless given
             setattr(args, key, value)
     if args.train_guidance is None:
-        args.train_guidance = space_kind(dict(latent=args.latent, image_size=args.image_size)).guidance
+        args.train_guidance = space.guidance
     # Flips on codes: 15 minutes are ~250 epochs of the 3 lab classes, which a latent model overfits (docs/bonus.md).
     args.augment = args.augment or ("flip" if args.latent else "none")
     multiple = size_multiple(max(args.patch, 1), args.mults)
     if args.patch < 1 or (not args.latent and args.image_size % multiple):
         cli.fail(f"--image-size must be a multiple of {multiple} (--patch {args.patch} and {len(args.mults)} levels), "
                  f"got {args.image_size}")
-    if not (0 <= args.p_uncond <= 1 and 0 <= args.ema < 1 and args.min_snr >= 0):
-        cli.fail(f"--p-uncond must be in [0, 1], --ema in [0, 1) and --min-snr at least 0; got {args.p_uncond:g}, "
-                 f"{args.ema:g} and {args.min_snr:g}")
+    if not (0 <= args.p_uncond <= 1 and 0 <= args.ema < 1):
+        cli.fail(f"--p-uncond must be in [0, 1] and --ema in [0, 1); got {args.p_uncond:g} and {args.ema:g}")
     if args.base < 8 or args.base % 8:
         cli.fail(f"--base must be a multiple of 8 (GroupNorm uses 8 groups), got {args.base}")
-    if min(args.film_steps, args.batch_size, args.timesteps) < 1 or min(args.minutes, args.warmup) < 0:
-        cli.fail("--film-steps, --batch-size and --timesteps must be at least 1, --minutes and --warmup at least 0")
     return args
 
 
@@ -323,6 +267,25 @@ def settings(args):
                              conditional=(data.multi_label or len(data.classes) > 1) and not args.unconditional,
                              latent_code=new_latent(args.latent, data.image_size, data.channels,
                                                     data.subset("train")[0]) if args.latent else None)
+
+
+def describe(config, model, space, path, args):
+    """The training log's model lines."""
+    kind = "objects (multi-label)" if config["multi_label"] else "classes"
+    condition = f"conditional on {len(config['classes'])} {kind}" if config["conditional"] else "unconditional"
+    codes = f"; on the {'x'.join(map(str, space.shape))} codes of {config['latent']} (times " \
+            f"{config['latent_code']['scale']:.3g})" if config["latent"] else ""
+    schedule = f" ({config['warmup']} warm-up steps, {config['lr_decay']} decay)" \
+        if config["warmup"] or config["lr_decay"] != "none" else ""
+    budget = f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs"
+    start = f", from {config['init']}" if config["init"] else ""
+    return [f"model      Diffuser (U-Net, base {config['base']}), {sum(p.numel() for p in model.parameters()):,} "
+            f"parameters, {condition}{codes}",
+            f"diffusion  objective {config['objective']}, {path.describe()}, min-SNR {config['min_snr']:g}, EMA "
+            f"{config['ema']}, label dropout {config['p_uncond']}"
+            + f", guidance {config['train_guidance']:g} trained in" * OBJECTIVES[config["objective"]].guidance_trained_in,
+            f"training   adam lr {config['lr']:g}{schedule}, {distributed.batch_description(config['batch_size'])}, "
+            f"{budget}, seed {config['seed']}{start}" + described(config["augment"])]
 
 
 def main(argv=None):
@@ -337,7 +300,7 @@ def train(args):
     model = build(config).to(device)
     teacher = load(checkpoint=config["init"], device=device)[0].requires_grad_(False) if config["init"] else None
     if teacher is not None and state is None:
-        initialise(model, config["init"])
+        initialise(model, teacher, config["init"])
     space = make_space(config, device)
     ema = EMA(model, config["ema"]) if config["ema"] else None  # decay 0: sample from the weights themselves
     path = make_path(config)
@@ -360,19 +323,7 @@ def train(args):
                     early_stopping=EarlyStopping(patience=None), ema=ema, minutes=args.minutes or None,
                     augment=config["augment"], precision=args.precision, compile=args.compile, seed=config["seed"],
                     warmup=config["warmup"], decay=config["lr_decay"])
-    kind = "objects (multi-label)" if config["multi_label"] else "classes"
-    run.header([f"model      Diffuser (U-Net, base {config['base']}), {sum(p.numel() for p in model.parameters()):,} "
-                "parameters, " + (f"conditional on {len(config['classes'])} {kind}" if labelled else "unconditional")
-                + (f"; on the {'x'.join(map(str, space.shape))} codes of {config['latent']} (times "
-                   f"{config['latent_code']['scale']:.3g})" if config["latent"] else ""),
-                f"diffusion  objective {config['objective']}, {path.describe()}, "
-                f"min-SNR {config['min_snr']:g}, EMA {config['ema']}, label dropout {config['p_uncond']}",
-                f"training   adam lr {config['lr']:g}"
-                + (f" ({config['warmup']} warm-up steps, {config['lr_decay']} decay)" if config["warmup"] or
-                   config["lr_decay"] != "none" else "")
-                + f", {distributed.batch_description(config['batch_size'])}, "
-                + (f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs") + f", seed {config['seed']}"
-                + described(config["augment"])], data, args, device, state)
+    run.header(describe(config, model, space, path, args), data, args, device, state)
     history = run.train(model, loss_fn, data, recipe, args, config, state, device, "loss (weighted squared error)",
                         "diffusion: training loss (validation: " + ("EMA weights, " if ema else "") + "fixed noise)",
                         on_epoch_end=preview)

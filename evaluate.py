@@ -10,13 +10,10 @@ trained once on the training split. Writes vis/report.md, vis/report.json and vi
 """
 import datetime
 import json
-import math
 import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-import torchvision.transforms.functional as TF
 
 from utils import cli
 from utils.data.dataset import load_dataset, resolve_source, to_float
@@ -25,6 +22,7 @@ from utils.data.multilabel import label_set_scores
 from utils.errors import UserError
 from utils.evaluation import metrics
 from utils.evaluation.evaluator import VERSION as EVALUATOR_VERSION, decide, frechet_distances, predict, yardstick
+from utils.evaluation.ladder import ladder
 from utils.evaluation.spectrum import colour_grain
 from utils.evaluation.table import markdown_table
 from utils.figures import image_rows
@@ -61,15 +59,6 @@ def check_trained_on(kind, config, data, settings):
     raise UserError(f"{kind.checkpoint} was trained on {described(mine[0], ', '.join(mine[1]), *mine[2:])}, not the "
                     f"report's {described(report[0], ', '.join(report[1]), *report[2:])}: evaluate it alone "
                     f"(python evaluate.py --model {kind.name}) or retrain it on the report's data")
-
-
-def gaussian_baseline(train_images, n, generator):
-    """Samples of N(mean, covariance) of the training pixels, drawn as mean + X^T w / sqrt(m - 1), w ~ N(0, I):
-    exactly that Gaussian, without forming the D x D covariance (D = 12,288 at 64 px)."""
-    flat = train_images.flatten(1).double()
-    mean = flat.mean(0)
-    weights = torch.randn(n, len(flat), generator=generator, dtype=torch.float64) / math.sqrt(len(flat) - 1)
-    return (mean + weights @ (flat - mean)).float().clamp(0, 1).view(n, *train_images.shape[1:])
 
 
 def precision_recall(feats, reference):
@@ -139,45 +128,6 @@ def model_row(kind, data, stick, n, seed, device):
                                                       data.labels[data.valid_idx])
         row.update(sample_quality(samples.cpu(), stick, labels))
     return row, samples
-
-
-BLUR_SIGMAS = (0.5, 1, 2)          # pixels
-RESAMPLE_FACTORS = (2, 3)          # down by this factor, then back up
-NOISE_SIGMAS = (0.05, 0.1)         # added Gaussian noise, images in [0, 1]
-# Noise in colour alone (each pixel's three values moved by noise of zero mean across them): colour grain 2.5 and 6.1
-# on the lab's photos at 24 px, as much as in the samples of a diffusion model that sees 2x2 blocks of pixels after
-# 24 and 12 epochs (docs/evaluation.md)
-COLOUR_NOISE_SIGMAS = (0.03, 0.055)
-LADDERS = ("blur", "resampling", "noise", "colour-noise")
-
-
-def degrade(images, kind, amount, generator):
-    """Held-out images made worse by a known amount: the rungs of the calibration ladder."""
-    size = images.shape[-1]
-    if kind == "blur":
-        return TF.gaussian_blur(images, kernel_size=2 * math.ceil(3 * amount) + 1, sigma=amount)
-    if kind == "resampling":
-        small = F.interpolate(images, size=round(size / amount), mode="bilinear", antialias=True, align_corners=False)
-        return F.interpolate(small, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
-    if kind == "colour-noise":
-        noise = torch.randn(images.shape, generator=generator)
-        return (images + amount * (noise - noise.mean(1, keepdim=True))).clamp(0, 1)
-    if kind == "noise":
-        return (images + amount * torch.randn(images.shape, generator=generator)).clamp(0, 1)
-    raise ValueError(f"unknown degradation {kind!r}")
-
-
-def ladder(valid, train, n, generator):
-    """(row name, ladder, rung, images): held-out real, each degradation in growing amounts, the pixel Gaussian."""
-    yield "real (held-out)", None, 0, valid
-    for kind, amounts, label in [("blur", BLUR_SIGMAS, "real, blurred (sigma {} px)"),
-                                 ("resampling", RESAMPLE_FACTORS, "real, down and up by {}"),
-                                 ("noise", NOISE_SIGMAS, "real + noise (sigma {})"),
-                                 ("colour-noise", COLOUR_NOISE_SIGMAS if valid.shape[1] == 3 else (),
-                                  "real + colour noise (sigma {})")]:
-        for rung, amount in enumerate(amounts, 1):
-            yield label.format(amount), kind, rung, degrade(valid, kind, amount, generator)
-    yield "Gaussian fit to pixels", None, 0, gaussian_baseline(train, n, generator)
 
 
 def calibration_rows(data, stick, n, generator):

@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 import evaluate  # noqa: E402
+from utils.evaluation import ladder  # noqa: E402
 from utils.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from utils.data.dataset import load_dataset  # noqa: E402
 from utils.evaluation.evaluator import (fingerprint, measure_with, shipped_path, stored_evaluator,  # noqa: E402
@@ -105,7 +106,7 @@ def ladder_failures(rows):
     real = next(r for r in rows if r["row"] == "real (held-out)")
     failures = [f"{r['row']}: FD {r['fd']:.2f} is not above the held-out real images' {real['fd']:.2f}"
                 for r in rows if r.get("status") == "calibration" and r is not real and r["fd"] <= real["fd"]]
-    for kind in evaluate.LADDERS:
+    for kind in ladder.LADDERS:
         rungs = sorted((r for r in rows if r.get("ladder") == kind), key=lambda r: r["rung"])
         failures += [f"{b['row']}: FD {b['fd']:.2f} is not above {a['row']}'s {a['fd']:.2f}"
                      for a, b in zip(rungs, rungs[1:]) if b["fd"] <= a["fd"]]

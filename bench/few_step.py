@@ -11,9 +11,7 @@ the fine-tune's own wall time (times the threads it ran on: CPU-minutes) against
 jumping model at 1, 2 and 4 steps and the base at 20, from the same noise and labels, one row each.
 """
 import argparse
-import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -80,8 +78,8 @@ def main(argv=None):
     data = load_dataset(config["data"], config["image_size"], quiet=True)
     stick = yardstick(data)
     labels = driver.balanced_labels(len(config["classes"]), args.n)
-    print(f"# few-step sampling, {config['data']} at {config['image_size']} px, n={args.n}, seed {args.seed} — "
-          f"{datetime.date.today()}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(f"# few-step sampling, {config['data']} at {config['image_size']} px, n={args.n}, seed {args.seed}, "
+          f"{os.cpu_count()} cores, torch {torch.__version__}")
     for name, path in (("base", args.base), ("jumps", args.jumps)):
         wall, cpu = training_minutes(models[name][1])
         print(f"# {name}: {path}, objective {models[name][1]['config']['objective']}, "

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import evaluate  # noqa: E402
+from utils.evaluation import ladder  # noqa: E402
 import train_script  # noqa: E402
 import utils.data.images  # noqa: E402
 from utils.data.dataset import load_dataset  # noqa: E402
@@ -43,7 +44,7 @@ def main():
     data = load_dataset(data_dir, 24, quiet=True)
     stick = yardstick(data, path=str(Path.cwd() / "models/Evaluator.pth"))
     print(f"# VAE random samples on {args.data} at 24px — {datetime.date.today()}, {os.cpu_count()} cores")
-    gaussian = evaluate.sample_quality(evaluate.gaussian_baseline(stick.train, args.n,
+    gaussian = evaluate.sample_quality(ladder.gaussian_baseline(stick.train, args.n,
                                                                   torch.Generator().manual_seed(0)), stick)
     print("| flags | epochs | train s | valid ELBO | FD ↓ | KID ↓ | precision | recall |")
     print("|---|---|---|---|---|---|---|---|")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import evaluate
+from utils.evaluation import ladder
 import train_script
 import utils.evaluation.evaluator as evaluator_module
 from utils.data.dataset import load_dataset
@@ -106,7 +107,7 @@ def test_gaussian_baseline_matches_the_pixel_statistics():
     g = torch.Generator().manual_seed(0)
     mixing = torch.tensor([[1.0, 0.5, 0.0, 0.0], [0.0, 1.0, 0.5, 0.0], [0.0, 0.0, 1.0, -0.5], [0.0, 0.0, 0.0, 1.0]])
     train = (0.5 + 0.08 * torch.randn(400, 4, generator=g) @ mixing).view(400, 1, 2, 2)  # correlated, inside [0, 1]
-    samples = evaluate.gaussian_baseline(train, 20000, g)
+    samples = ladder.gaussian_baseline(train, 20000, g)
     assert torch.allclose(samples.mean(0), train.mean(0), atol=0.01)
     assert torch.allclose(samples.flatten(1).T.cov(), train.flatten(1).T.cov(), atol=0.001)
 

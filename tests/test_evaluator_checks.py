@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import evaluate
+from utils.evaluation import ladder
 import utils.evaluation.evaluator as evaluator_module
 from bench import evaluator_checks
 from utils.data.dataset import load_dataset, to_float
@@ -37,8 +38,8 @@ def test_blur_and_noise_ladders_grow_on_the_synthetic_flowers(synthetic, tmp_pat
     rows = ladder_rows(synthetic, tmp_path)
     by_name = {r["row"]: r["fd"] for r in rows}
     real = by_name["real (held-out)"]
-    blur = [by_name[f"real, blurred (sigma {s} px)"] for s in evaluate.BLUR_SIGMAS]
-    noise = [by_name[f"real + noise (sigma {s})"] for s in evaluate.NOISE_SIGMAS]
+    blur = [by_name[f"real, blurred (sigma {s} px)"] for s in ladder.BLUR_SIGMAS]
+    noise = [by_name[f"real + noise (sigma {s})"] for s in ladder.NOISE_SIGMAS]
     assert real < blur[0] < blur[1] < blur[2]
     assert real < noise[0] < noise[1]
     assert by_name["Gaussian fit to pixels"] > real
@@ -55,7 +56,7 @@ def test_the_checks_fail_on_a_reversed_rung(synthetic, tmp_path, quick_evaluator
 
 def test_the_check_script_exits_non_zero_when_a_ladder_is_broken(tmp_path, quick_evaluator, monkeypatch, capsys,
                                                                  tiny_flowers):
-    monkeypatch.setattr(evaluate, "BLUR_SIGMAS", (2, 1, 0.5))    # a ladder that runs backwards
+    monkeypatch.setattr(ladder, "BLUR_SIGMAS", (2, 1, 0.5))    # a ladder that runs backwards
     code = evaluator_checks.main(["--data", str(tiny_flowers), "--workdir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 1 and "FAILED real, blurred (sigma 1 px)" in out and "| real (held-out) |" in out

@@ -10,7 +10,6 @@ from torch import nn
 import diffusion
 from conftest import ROOT
 from test_distributed import failure, torchrun
-from utils.generators import SamplingOptions
 from utils.sampling.driver import guided_denoiser, resolved
 from utils.sampling.objectives import OBJECTIVES, guided
 from utils.sampling.paths import Straight

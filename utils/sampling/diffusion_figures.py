@@ -29,7 +29,8 @@ def sample_grid(model, config, path, seed, device, options=SamplingOptions(), pe
     n_steps = len(SAMPLERS[options.sampler].times(noising, options.steps))
     title = f"diffusion samples ({options.sampler}, {n_steps} step{'s' * (n_steps > 1)}"
     limit = f" up to noise {options.guidance_max_noise:.3g}" if not math.isinf(options.guidance_max_noise) else ""
-    title += f", guidance {options.guidance:g}{limit})" if config["conditional"] else ")"
+    trained = f" over {config['train_guidance']:g} trained in" * OBJECTIVES[config["objective"]].guidance_trained_in
+    title += f", guidance {options.guidance:g}{trained}{limit})" if config["conditional"] else ")"
     image_rows(rows, names, title, path)
 
 
