@@ -18,7 +18,7 @@ from utils import cli
 from utils.data.augment import described
 from utils.errors import UserError
 from utils.generators import SamplingOptions, outdated
-from utils.sampling.objectives import OBJECTIVES
+from utils.sampling.objectives import OBJECTIVES, Guidance
 from utils.sampling.diffusion_figures import denoise_figure, sample_grid
 from utils.sampling.driver import make_path
 from utils.sampling.spaces import make_space, new_latent, space_kind
@@ -116,13 +116,14 @@ class Diffuser(nn.Module):
 
 # ---------------------------------------------------------------- the loss
 
-def diffusion_loss_fn(model, x0, labels, path, objective="v", min_snr=5.0, p_uncond=0.1, guidance=1.0, teacher=None):
+def diffusion_loss_fn(model, x0, labels, path, objective="v", min_snr=5.0, p_uncond=0.1, guidance=Guidance(),
+                      teacher=None):
     """The training loss on images x0 in [-1, 1].
 
     Noise each image at a random time of the path (utils/sampling/paths.py), x_t = a x0 + s eps, and regress
     the network on the objective's target (utils/sampling/objectives.py: eps as Ho et al., v as Salimans & Ho
     2022, x0, the flow's velocity eps - x0, or a shortcut model's average velocity over a step, which trains `guidance`
-    in, following a teacher's velocity when it is a fine-tune). Min-SNR-gamma weighting (Hang et al. 2023) stops the easy, low-noise times from dominating; 0 turns it
+    in (objectives.py's Guidance), following a teacher's velocity when it is a fine-tune). Min-SNR-gamma weighting (Hang et al. 2023) stops the easy, low-noise times from dominating; 0 turns it
     off. Labels are replaced by "no class" with probability p_uncond, so one model also learns the unconditional
     prediction that classifier-free guidance needs.
     """
@@ -223,8 +224,8 @@ def get_args(argv=None):
                         "rate decays to zero; docs/diffusion.md)")
     p.add_argument("--p-uncond", type=float, default=0.1, help="label dropout for classifier-free guidance")
     p.add_argument("--train-guidance", type=cli.at_least(0.0, float, finite=True), default=None,
-                   help="the guidance an objective that jumps (shortcut) learns to follow (default: the space's "
-                        "sampling guidance, 1.5 at 24 px)")
+                   help="the guidance an objective that jumps (shortcut) learns to follow, at the noise levels "
+                        "--guidance-max-noise guides (default: the space's sampling guidance, 1.5 at 24 px)")
     p.add_argument("--init", default=None, metavar="CHECKPOINT",
                    help="a fine-tune: start from this saved model's weights, network and image size (e.g. "
                         "--objective shortcut --init models/Best_diffusion.pth teaches a flow model to jump)")
@@ -244,8 +245,10 @@ def get_args(argv=None):
     for key, value in dict(space.network, **OBJECTIVES[args.objective].recipe).items():
         if getattr(args, key) is None:   # the network and recipe that suit this space and objective, unless given
             setattr(args, key, value)
-    if args.train_guidance is None:
+    if args.train_guidance is None:   # guided as the space's sampler guides, at the noise levels it guides
         args.train_guidance = space.guidance
+    args.train_guidance_max_noise = space.guidance_max_noise if args.guidance_max_noise is None else \
+        args.guidance_max_noise
     # Flips on codes: 15 minutes are ~250 epochs of the 3 lab classes, which a latent model overfits (docs/bonus.md).
     args.augment = args.augment or ("flip" if args.latent else "none")
     multiple = size_multiple(max(args.patch, 1), args.mults)
@@ -262,7 +265,8 @@ def get_args(argv=None):
 def settings(args):
     """What a new run saves besides its data: the network's size, the diffusion process and the recipe."""
     keys = ("unconditional", "base", "mults", "patch", "upsample", "objective", "schedule", "timesteps", "time_sampling",
-            "min_snr", "p_uncond", "ema", "lr", "warmup", "lr_decay", "batch_size", "latent", "train_guidance", "init")
+            "min_snr", "p_uncond", "ema", "lr", "warmup", "lr_decay", "batch_size", "latent", "train_guidance",
+            "train_guidance_max_noise", "init")
     return lambda data: dict({key: getattr(args, key) for key in keys},
                              conditional=(data.multi_label or len(data.classes) > 1) and not args.unconditional,
                              latent_code=new_latent(args.latent, data.image_size, data.channels,
@@ -305,10 +309,11 @@ def train(args):
     ema = EMA(model, config["ema"]) if config["ema"] else None  # decay 0: sample from the weights themselves
     path = make_path(config)
     labelled = config["conditional"]
+    guidance = Guidance(config["train_guidance"], config["train_guidance_max_noise"])
 
     def loss_fn(net, x, labels, epoch):
         loss = diffusion_loss_fn(net, space.encode(x), labels if labelled else None, path, config["objective"],
-                                 config["min_snr"], config["p_uncond"], config["train_guidance"], teacher)
+                                 config["min_snr"], config["p_uncond"], guidance, teacher)
         return loss, loss
 
     options = SamplingOptions(args.guidance, args.sampler, args.steps, guidance_max_noise=args.guidance_max_noise)

@@ -9,9 +9,28 @@ from utils.training import distributed, run
 from utils.training.train import EarlyStopping, Recipe, make_optimizer, make_scheduler
 
 
-# Flags that only some models use (each kind's FLAGS): typed for another model, they would be saved and silently
-# ignored.
-MODEL_FLAGS = ("upsample_kernel", "recon", "stages", "beta", "kl_warmup", "gradient_weight")
+# Flags that only some models use, with their argparse settings: each kind's FLAGS names the ones it uses, and for
+# another model they are refused (they would be saved and silently ignored); their help starts with the models.
+MODEL_FLAGS = {
+    "upsample_kernel": dict(type=int, choices=[2, 4], default=None, help="kernel of the decoder's stride-2 transposed "
+                            "convolutions (2, the AE's default: each code position decodes into its own 4x4 block, "
+                            "which shows as a grid; 4, the VAE's: they overlap, for 4x the multiply-adds in those two "
+                            "layers)"),
+    "recon": dict(choices=["mse", "sigma", "bce"], default="sigma", help="the decoder's likelihood: calibrated "
+                  "Gaussian (sigma-VAE, the default: the variance that fits the error), Gaussian of variance 1/2 (the "
+                  "plain squared error), or Bernoulli"),
+    "stages": dict(type=int, choices=[1, 2], default=2, help="2 fits a second, small VAE to the codes after training "
+                   "(two-stage VAE), which random samples then go through; 1 decodes z ~ N(0, I) directly"),
+    "beta": dict(type=cli.at_least(0.0, float, finite=True), default=1.0, help="weight of the KL term in the objective"),
+    "kl_warmup": dict(type=cli.at_least(0), default=0, help="epochs over which the KL weight ramps up"),
+    "gradient_weight": dict(type=cli.at_least(0.0, float, finite=True), default=1.0,
+                            help="weight of the squared error of the images' gradients (edges) in its loss"),
+}
+
+
+def users(flag):
+    """The models that use one of MODEL_FLAGS."""
+    return [name for name, kind in trainable().items() if flag in kind.api.FLAGS]
 
 
 def get_args(argv=None, default_model=None):
@@ -22,32 +41,21 @@ def get_args(argv=None, default_model=None):
         for m, kind in trainable().items() for o, d in kind.api.DEFAULTS.items()))
     p.add_argument("--model", default=default_model, required=default_model is None,
                    help="MLPAE, AE or VAE (the handout's), or LatentAE (the bonus: latent diffusion's first stage)")
-    p.add_argument("--epochs", type=int, default=None, help="default: per model and optimizer (see below)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--epochs", type=cli.at_least(1), default=None, help="default: per model and optimizer (see below)")
+    p.add_argument("--batch-size", type=cli.at_least(1), default=None,
                    help="default: per model and optimizer; per process under torchrun (the step sees N times it)")
     p.add_argument("--optimizer", choices=["sgd", "momentum", "adam"], default=None,
                    help="sgd is plain SGD (the handout's baseline); default adam")
     p.add_argument("--lr", type=float, default=None, help="default: per model and optimizer")
     p.add_argument("--scheduler", choices=["none", "cosine", "step"], default="none", help="learning-rate schedule")
     p.add_argument("--patience", type=int, default=10, help="early stopping: epochs without improvement (0: off)")
-    p.add_argument("--min-delta", type=float, default=0.0, help="early stopping: smallest improvement that counts")
-    p.add_argument("--encoding-dim", type=int, default=None,
+    p.add_argument("--min-delta", type=cli.at_least(0.0, float), default=0.0, help="early stopping: smallest improvement that counts")
+    p.add_argument("--encoding-dim", type=cli.at_least(1), default=None,
                    help=f"size of the latent code (default {training_defaults('AE')['encoding_dim']}; LatentAE: "
                         f"channels of its grid, default {training_defaults('LatentAE')['encoding_dim']})")
-    p.add_argument("--upsample-kernel", type=int, choices=[2, 4], default=None,
-                   help="AE and VAE: kernel of the decoder's stride-2 transposed convolutions (2, the AE's default: "
-                        "each code position decodes into its own 4x4 block, which shows as a grid; 4, the VAE's: they "
-                        "overlap, for 4x the multiply-adds in those two layers)")
-    p.add_argument("--recon", choices=["mse", "sigma", "bce"], default="sigma",
-                   help="VAE only: the decoder's likelihood: calibrated Gaussian (sigma-VAE, the default: the variance "
-                        "that fits the error), Gaussian of variance 1/2 (the plain squared error), or Bernoulli")
-    p.add_argument("--stages", type=int, choices=[1, 2], default=2,
-                   help="VAE only: 2 fits a second, small VAE to the codes after training (two-stage VAE), which "
-                        "random samples then go through; 1 decodes z ~ N(0, I) directly")
-    p.add_argument("--beta", type=float, default=1.0, help="VAE only: weight of the KL term in the objective")
-    p.add_argument("--kl-warmup", type=int, default=0, help="VAE only: epochs over which the KL weight ramps up")
-    p.add_argument("--gradient-weight", type=float, default=1.0,
-                   help="LatentAE only: weight of the squared error of the images' gradients (edges) in its loss")
+    for flag, settings in MODEL_FLAGS.items():
+        p.add_argument("--" + flag.replace("_", "-"),
+                       **dict(settings, help=f"{' and '.join(users(flag))} only: {settings['help']}"))
     run.add_run_flags(p, checkpoint=None)
     args = run.parse(p, argv)
     kind = kind_of(args.model)
@@ -57,16 +65,10 @@ def get_args(argv=None, default_model=None):
         if getattr(args, key) is None:
             setattr(args, key, defaults[key])
     args.augment = args.augment or "none"
-    for flag in ("epochs", "batch_size", "encoding_dim"):
-        if (value := getattr(args, flag)) is not None and value < 1:
-            cli.fail(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
     for flag in MODEL_FLAGS:
         if flag in args.typed and flag not in kind.FLAGS:
-            users = [name for name, other in trainable().items() if flag in other.api.FLAGS]
-            cli.fail(f"--{flag.replace('_', '-')} applies to {' and '.join(users)} only, not {args.model}: leave it out")
-    for flag in ("beta", "kl_warmup", "min_delta", "gradient_weight"):
-        if not getattr(args, flag) >= 0:
-            cli.fail(f"--{flag.replace('_', '-')} must be at least 0, got {getattr(args, flag)}")
+            cli.fail(f"--{flag.replace('_', '-')} applies to {' and '.join(users(flag))} only, not {args.model}: "
+                     "leave it out")
     multiple = kind.SIZE_MULTIPLE
     if args.image_size % multiple:
         cli.fail(f"--image-size must be a multiple of {multiple} for {args.model}, got {args.image_size}")

@@ -45,8 +45,9 @@ def fingerprint(path):
     (["--model", "AE", "--lr", "nan"], "argument --lr: must be a number, got nan"),
     (["--model", "AE", "--image-size", "0"], "--image-size must be at least 1, got 0"),
     (["--model", "AE", "--image-size", "-8"], "--image-size must be at least 1, got -8"),
-    (["--model", "VAE", "--beta", "-1"], "--beta must be at least 0, got -1.0"),
-    (["--model", "VAE", "--kl-warmup", "-4"], "--kl-warmup must be at least 0, got -4"),
+    (["--model", "VAE", "--beta", "-1"], "argument --beta: must be a finite number at least 0.0, got -1"),
+    (["--model", "VAE", "--kl-warmup", "-4"], "argument --kl-warmup: must be at least 0, got -4"),
+    (["--model", "AE", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
     (["--model", "AE", "--recon", "bce"], "--recon applies to VAE only, not AE"),
     (["--model", "MLPAE", "--beta", "2"], "--beta applies to VAE only, not MLPAE"),
 ])

@@ -11,7 +11,7 @@ import diffusion
 from conftest import ROOT
 from test_distributed import failure, torchrun
 from utils.sampling.driver import guided_denoiser, resolved
-from utils.sampling.objectives import OBJECTIVES, guided
+from utils.sampling.objectives import OBJECTIVES, Guidance, guided
 from utils.sampling.paths import Straight
 from utils.sampling.samplers import SAMPLERS
 
@@ -77,7 +77,7 @@ def test_the_exact_average_velocity_is_the_fixed_point_of_the_loss():
     shortest = 0.5 ** SHORTCUT.levels
     h, t = torch.tensor([0.0, shortest, 0.25, 0.5, 1.0]), torch.tensor([0.3, 0.5, 0.75, 0.5, 1.0])
     x_t = torch.randn(5, 1, 2, 2, generator=torch.Generator().manual_seed(2)) * t.view(-1, 1, 1, 1)
-    target = SHORTCUT.jump_target(oracle, oracle, x_t, t, h, None, None, PATH, 1.0)
+    target = SHORTCUT.jump_target(oracle, oracle, x_t, t, h, None, None, PATH, Guidance())
     exact = oracle(x_t, t * 1000, None, h * 1000)
     assert torch.allclose(target[[0, 2, 3, 4]], exact[[0, 2, 3, 4]], atol=1e-5)
     assert torch.allclose(target[1], exact[1], atol=3e-3)
@@ -124,7 +124,7 @@ def test_the_loss_on_known_tensors(monkeypatch):
     halves = (half + u(x_t[2] - 0.25 * half, 0.75, 0.25)) / 2
     target = torch.stack([v(x_t[0], 0.3), heun, halves])
     expected = (torch.stack([u(x_t[i], t[i], h[i]) for i in range(3)]) - target).square().flatten()
-    got = SHORTCUT.squared_error(student, x0, eps, torch.rand(3), labels, PATH, w, teacher)
+    got = SHORTCUT.squared_error(student, x0, eps, torch.rand(3), labels, PATH, Guidance(w), teacher)
     assert torch.allclose(got, expected, atol=1e-6) and len(set(got.tolist())) == 3
 
 
@@ -138,8 +138,15 @@ def test_guidance_identities():
     assert torch.allclose(guided(net, x, time, labels, 3.0, net)[2], unconditional[2])   # no class: unguided
     v, rows = torch.randn(3, 1, 2, 2), torch.arange(3)
     for w in (0.0, 1.0, 2.5):   # from scratch: the image's velocity, guided by the network's own unconditional one
-        got = SHORTCUT.guided_sample(net, x, time / 1000, v, labels, rows, PATH, w)
+        got = SHORTCUT.guided_sample(net, x, time / 1000, v, labels, rows, PATH, Guidance(w))
         assert torch.allclose(got[:2], w * v[:2] + (1 - w) * unconditional[:2]) and torch.equal(got[2], v[2])
+
+
+def test_trained_in_guidance_stops_where_the_sampler_stops_guiding():
+    """max_noise 1 on the straight path: guided where s/a = t / (1 - t) <= 1, that is t <= 0.5."""
+    weights = Guidance(3.0, max_noise=1.0).at(torch.tensor([0.1, 0.5, 0.6, 1.0]), PATH).flatten()
+    assert weights.tolist() == [3.0, 3.0, 1.0, 1.0]
+    assert Guidance(3.0).at(torch.tensor([0.2, 1.0]), PATH).flatten().tolist() == [3.0, 3.0]
 
 
 def test_a_jumping_model_samples_in_two_guided_steps_by_default():

@@ -13,7 +13,24 @@
 
 A new objective is one more class registered in OBJECTIVES; the loss, the samplers and guidance take it as is.
 """
+import math
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """Classifier-free guidance as the samplers apply it (driver.guided_denoiser): `weight` at the times whose
+    noise-to-signal ratio s/a is at most `max_noise`, none (weight 1) at the noisier ones."""
+    weight: float = 1.0
+    max_noise: float = math.inf
+
+    def at(self, time, path):
+        """The weight at each of these times, shaped to broadcast over images."""
+        a, s = (c.reshape(-1, 1, 1, 1) for c in path.coefficients(time))
+        guided = (s <= self.max_noise * a) | math.isinf(self.max_noise)   # inf * 0 at pure noise would be nan
+        return torch.where(guided, self.weight, 1.0)
 
 
 class Regression:
@@ -23,7 +40,7 @@ class Regression:
     sampling = {}
     recipe = {}   # training settings of its own, over the space's (diffusion.py's flags left at None)
 
-    def squared_error(self, model, x0, eps, t, labels, path, guidance=1.0, teacher=None):
+    def squared_error(self, model, x0, eps, t, labels, path, guidance=Guidance(), teacher=None):
         a, s = path.coefficients(t)
         output = model(a * x0 + s * eps, path.network_time(t), labels)
         return (output - self.target(x0, eps, a, s)).square().mean(dim=(1, 2, 3))
@@ -107,7 +124,7 @@ class Shortcut(Flow):
     # 1e-3 10.1 / 6.2 / 5.0 (4 epochs; bench/few_step.py, docs/few_step.md)
     recipe = dict(lr=1e-3)
 
-    def squared_error(self, model, x0, eps, t, labels, path, guidance=1.0, teacher=None):
+    def squared_error(self, model, x0, eps, t, labels, path, guidance=Guidance(), teacher=None):
         h, t = self.step_lengths(t)
         x_t = (1 - t.view(-1, 1, 1, 1)) * x0 + t.view(-1, 1, 1, 1) * eps
         target = self.jump_target(model, teacher, x_t, t, h, eps - x0, labels, path, guidance)
@@ -127,42 +144,50 @@ class Shortcut(Flow):
     def jump_target(self, model, teacher, x_t, t, h, sample_velocity, labels, path, guidance):
         def velocity(x, time, rows):   # the guided velocity followed: the teacher's, or the network's own at h = 0
             lab = None if labels is None else labels[rows]
-            return guided(teacher or model, x, path.network_time(time), lab, guidance, model)
+            return guided(teacher or model, x, path.network_time(time), lab, guidance.at(time, path), model)
 
         def half_jump(x, time, length, rows):
             lab = None if labels is None else labels[rows]
             return model(x, path.network_time(time), lab, path.network_time(length)).float()
 
+        def flow_rule(x, time, length, rows):   # h = 0: the velocity itself
+            if teacher is not None:
+                return velocity(x, time, rows)
+            return self.guided_sample(model, x, time, sample_velocity[rows], labels, rows, path, guidance)
+
+        def heun_rule(x, time, length, rows):   # the shortest jump: Heun's step along the followed velocity
+            first = velocity(x, time, rows)
+            return (first + velocity(x - length.view(-1, 1, 1, 1) * first, time - length, rows)) / 2
+
+        def halves_rule(x, time, length, rows):   # the others: two half jumps of the network's own
+            half = length / 2
+            first = half_jump(x, time, half, rows)
+            return (first + half_jump(x - half.view(-1, 1, 1, 1) * first, time - half, half, rows)) / 2
+
         target = torch.empty_like(x_t)
         flow, shortest = h == 0, h == 0.5 ** self.levels
-        rows = flow.nonzero().flatten()
-        target[rows] = velocity(x_t[rows], t[rows], rows) if teacher is not None else \
-            self.guided_sample(model, x_t[rows], t[rows], sample_velocity[rows], labels, rows, path, guidance)
-        rows = shortest.nonzero().flatten()        # Heun's step over the shortest jump
-        x, time, length = x_t[rows], t[rows], h[rows].view(-1, 1, 1, 1)
-        first = velocity(x, time, rows)
-        target[rows] = (first + velocity(x - length * first, time - h[rows], rows)) / 2
-        rows = (~flow & ~shortest).nonzero().flatten()   # two half jumps of the network's own
-        x, time, half = x_t[rows], t[rows], h[rows] / 2
-        first = half_jump(x, time, half, rows)
-        target[rows] = (first + half_jump(x - half.view(-1, 1, 1, 1) * first, time - half, half, rows)) / 2
+        for chosen, rule in ((flow, flow_rule), (shortest, heun_rule), (~flow & ~shortest, halves_rule)):
+            rows = chosen.nonzero().flatten()
+            if len(rows):   # (an empty batch would break the network's pixel unshuffle)
+                target[rows] = rule(x_t[rows], t[rows], h[rows], rows)
         return target
 
     def guided_sample(self, model, x_t, t, velocity, labels, rows, path, guidance):
         """From scratch, at h = 0: the image's eps - x0, guided by the network's own unconditional velocity for
         images with a class (the unconditional ones, label dropped, keep it as it is)."""
-        if labels is None or guidance == 1:
+        if labels is None or guidance.weight == 1:
             return velocity
         lab, null = labels[rows], model.null_labels(len(rows), x_t.device)
         unconditional = model(x_t, path.network_time(t), null).float()
         conditioned = ~(lab == null).view(len(rows), -1).all(dim=1).view(-1, 1, 1, 1)
-        return torch.where(conditioned, unconditional + guidance * (velocity - unconditional), velocity)
+        guided_velocity = unconditional + guidance.at(t, path) * (velocity - unconditional)
+        return torch.where(conditioned, guided_velocity, velocity)
 
 
 def guided(net, x, time, labels, guidance, model):
-    """The classifier-free guided prediction of `net` (unconditional + guidance * (conditional - unconditional));
-    labels None: the unconditional one. `model` gives the "no class" labels."""
-    if labels is None or not len(x):
+    """The classifier-free guided prediction of `net` (unconditional + guidance * (conditional - unconditional);
+    guidance: a number, or one per image); labels None: the unconditional one. `model` gives the "no class" labels."""
+    if labels is None:
         return net(x, time).float()
     null = model.null_labels(len(x), x.device)
     both = net(torch.cat([x, x]), torch.cat([time, time]), torch.cat([labels, null])).float()
