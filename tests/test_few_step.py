@@ -128,6 +128,15 @@ def test_the_loss_on_known_tensors(monkeypatch):
     assert torch.allclose(got, expected, atol=1e-6) and len(set(got.tolist())) == 3
 
 
+def test_a_batch_without_jumps_of_some_kind_trains(monkeypatch):
+    """Every image at h = 0: the other groups are empty, which a network on 2x2 pixel blocks cannot take."""
+    model = diffusion.Diffuser(8, 3, num_classes=2, base=8, mults=(1, 2), patch=2, interval=True)
+    monkeypatch.setattr(SHORTCUT, "step_lengths", lambda times: (torch.zeros(2), times))
+    x0, eps, labels = torch.rand(2, 3, 8, 8) * 2 - 1, torch.randn(2, 3, 8, 8), torch.tensor([0, 1])
+    loss = SHORTCUT.squared_error(model, x0, eps, torch.tensor([0.3, 0.7]), labels, PATH, Guidance(2.0), model)
+    assert loss.shape == (2,) and torch.isfinite(loss).all()
+
+
 def test_guidance_identities():
     net, x, time = Linear(), torch.randn(3, 1, 2, 2), torch.full((3,), 500.0)
     labels = torch.tensor([0, 1, 2])                  # 2 = "no class"
