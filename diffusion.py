@@ -186,10 +186,8 @@ def get_args(argv=None):
                    help="wall-clock training budget, counted across --resume (0: train --epochs)")
     p.add_argument("--epochs", type=int, default=1000, help="upper limit on epochs")
     p.add_argument("--batch-size", type=cli.at_least(1), default=None,
-                   help="images per step; per process under torchrun (the step sees N times it). Default: the "
-                        "space's (16 on pixels below 64 px, 64 at 64 px and on codes)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the space's, 3e-3 on pixels "
-                   "below 64 px, else 2e-3)")
+                   help="images per step and process (default: the space's, 16 below 64 px, 64 at 64 px and on codes)")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the space's and objective's)")
     p.add_argument("--warmup", type=cli.at_least(0), default=50, help="steps of linear learning-rate warm-up")
     p.add_argument("--lr-decay", choices=["none", "cosine", "linear"], default="cosine",
                    help="the learning rate's fall to zero at the end of the --minutes budget (or of --epochs)")
@@ -198,22 +196,19 @@ def get_args(argv=None):
                         "velocity over a step (shortcut: a fine-tune with --init, docs/few_step.md), or the DDPM "
                         "process's v, noise (eps, the DDPM paper's) or clean image")
     p.add_argument("--min-snr", type=cli.at_least(0.0, float), default=0.0,
-                   help="min-SNR-gamma loss weighting (0: off; 5 suits --objective v; on flow matching it "
-                        "cost quality, docs/diffusion.md)")
+                   help="min-SNR-gamma loss weighting (0: off; 5 suits --objective v; docs/diffusion.md)")
     p.add_argument("--schedule", choices=["linear", "cosine"], default="cosine",
                    help="noise schedule of the DDPM objectives (eps, v, x0)")
     p.add_argument("--timesteps", type=cli.at_least(1), default=1000, help="diffusion steps T of the DDPM objectives")
     p.add_argument("--time-sampling", choices=["uniform", "logit-normal"], default="logit-normal",
                    help="how --objective flow draws its training times t in [0, 1]")
     p.add_argument("--base", type=int, default=None,
-                   help="U-Net width: channels at its first level (default: the space's, 16 on pixels below 64 px, "
-                        "else 32)")
+                   help="channels at the U-Net's first level (default: the space's, 16 below 64 px, else 32)")
     p.add_argument("--patch", type=int, default=None,
                    help="pixels per side of the blocks the U-Net sees as one position (2: a quarter of the cost; "
                         "default: the space's, 2 at 64 px, else 1)")
     p.add_argument("--mults", type=int, nargs="+", default=None,
-                   help="each level's width in multiples of --base, from the finest level to the coarsest "
-                        "(default: the space's, 1 2 4 6 on pixels below 64 px, else 1 2 3)")
+                   help="each level's width in --base, finest first (default: the space's, 1 2 4 6 below 64 px)")
     p.add_argument("--latent", default=None, metavar="CHECKPOINT",
                    help="latent diffusion on the codes of this frozen autoencoder (train_script.py --model LatentAE)")
     p.add_argument("--upsample", choices=["nearest", "transposed"], default=None,
@@ -227,8 +222,7 @@ def get_args(argv=None):
                    help="the guidance an objective that jumps (shortcut) learns to follow, at the noise levels "
                         "--guidance-max-noise guides (default: the space's sampling guidance, 1.5 at 24 px)")
     p.add_argument("--init", default=None, metavar="CHECKPOINT",
-                   help="a fine-tune: start from this saved model's weights, network and image size (e.g. "
-                        "--objective shortcut --init models/Best_diffusion.pth teaches a flow model to jump)")
+                   help="a fine-tune: start from this saved model's weights, network and image size")
     p.add_argument("--unconditional", action="store_true", help="ignore the class labels")
     cli.add_sampling_flags(p, "the previews and the final grid", precision=False)   # --precision: training's
     p.add_argument("--film-steps", type=cli.at_least(1), default=50, help="DDIM steps of the denoising-process figure")
