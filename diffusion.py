@@ -55,11 +55,11 @@ class Diffuser(nn.Module):
         self.multi_label = multi_label
         emb_dim = 4 * base
         widths = [base * m for m in mults]
-        self.time_mlp = nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        embedding = lambda: nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))  # noqa: E731
+        self.time_mlp = embedding()
         # interval: the network also sees the length t - r of the step it is asked to jump (an average velocity,
         # objectives.py's Shortcut); zero at first, so a flow model fine-tuned this way starts as itself.
-        self.interval_mlp = nn.Sequential(nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) \
-            if interval else None
+        self.interval_mlp = embedding() if interval else None
         if interval:
             nn.init.zeros_(self.interval_mlp[-1].weight)
             nn.init.zeros_(self.interval_mlp[-1].bias)

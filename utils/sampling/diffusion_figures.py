@@ -42,7 +42,8 @@ def denoise_figure(model, config, path, seed, device, n=4, columns=10, steps=50)
     trace = lambda t, x, x0: frames.append((t, space.decode(x).cpu(), space.decode(x0).cpu()))  # noqa: E731
     labels, names = row_conditions(config, n) if config["conditional"] else (None, [""] * n)
     # DDIM's many small steps show the image forming; a few-step model shows its own few steps instead
-    options = SamplingOptions(**dict(dict(sampler="ddim", steps=steps), **few_steps(config)))
+    own = OBJECTIVES[config["objective"]].sampling
+    options = SamplingOptions(sampler=own.get("sampler", "ddim"), steps=own.get("steps", steps))
     final = sample(model, config, n, labels, options, seed, device, trace)
     change = torch.tensor([0.0] + [((b[1] - a[1]).abs() + (b[2] - a[2]).abs()).mean().item()
                                    for a, b in zip(frames, frames[1:])]).cumsum(0)
@@ -54,11 +55,6 @@ def denoise_figure(model, config, path, seed, device, n=4, columns=10, steps=50)
     image_rows(rows, row_names, f"denoising ({options.sampler}, {len(frames)} step{'s' * (len(frames) > 1)}): the "
                "noisy image x_t, and the clean image the network predicts from it", path,
                column_labels=[f"t={frames[i][0]:g}" for i in keep] + ["final"])
-
-
-def few_steps(config):
-    """The sampler and steps of a model trained to sample in few steps (its objective's); {} for the others."""
-    return {key: value for key, value in OBJECTIVES[config["objective"]].sampling.items() if key in ("sampler", "steps")}
 
 
 def interpolation(model, ckpt, seed, device, options=SamplingOptions(), condition=None, data=None, rows=6, steps=8,

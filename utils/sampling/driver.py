@@ -9,7 +9,7 @@ import torch
 
 from utils import cli
 from utils.generators import SamplingOptions
-from utils.sampling.objectives import OBJECTIVES
+from utils.sampling.objectives import OBJECTIVES, Guidance, guided
 from utils.sampling.paths import PATHS
 from utils.sampling.samplers import SAMPLERS, per_sample_noise, sample_generators
 from utils.sampling.spaces import make_space, space_kind
@@ -51,18 +51,14 @@ def guided_denoiser(model, path, objective, labels=None, guidance=2.0, clip=1.0,
         t_batch = path.network_time(torch.full((len(x),), t, device=x.device))
         interval = None if until is None else path.network_time(torch.full((len(x),), t - until, device=x.device))
         a, s = (c.to(x.device) for c in path.coefficients(t))
-        weight = guidance if math.isinf(max_noise) or float(s) <= max_noise * float(a) or guidance == 0 else 1
+        weight = float(Guidance(guidance, max_noise).at(t, path))
         # .float(): under bf16 autocast the network's output is bfloat16; guidance and the sampler's steps are not
         if labels is None or weight == 0:   # exactly the unconditional prediction, at half the cost
             output = net(x, t_batch, None, interval).float()
         elif weight == 1:                   # exactly the conditional one
             output = net(x, t_batch, labels, interval).float()
         else:
-            twice = lambda v: None if v is None else torch.cat([v, v])  # noqa: E731
-            both = net(twice(x), twice(t_batch), torch.cat([labels, model.null_labels(len(labels), labels.device)]),
-                       twice(interval)).float()
-            cond, uncond = both.chunk(2)
-            output = uncond + weight * (cond - uncond)
+            output = guided(net, x, t_batch, labels, weight, model, interval)
         return eps_and_x0(output, x, a, s, objective, clip)
     return denoise
 

@@ -21,15 +21,17 @@ import torch
 
 @dataclass(frozen=True)
 class Guidance:
-    """Classifier-free guidance as the samplers apply it (driver.guided_denoiser): `weight` at the times whose
-    noise-to-signal ratio s/a is at most `max_noise`, none (weight 1) at the noisier ones."""
+    """Classifier-free guidance, as the samplers apply it (driver.guided_denoiser) and Shortcut trains it in: `weight`
+    at the times whose noise-to-signal ratio s/a is at most `max_noise`, none (weight 1) at the noisier ones; weight
+    0 (unconditional) at every time."""
     weight: float = 1.0
     max_noise: float = math.inf
 
     def at(self, time, path):
         """The weight at each of these times, shaped to broadcast over images."""
         a, s = (c.reshape(-1, 1, 1, 1) for c in path.coefficients(time))
-        guided = (s <= self.max_noise * a) | math.isinf(self.max_noise)   # inf * 0 at pure noise would be nan
+        # (inf * 0 at pure noise would be nan)
+        guided = (s <= self.max_noise * a) | math.isinf(self.max_noise) | (self.weight == 0)
         return torch.where(guided, self.weight, 1.0)
 
 
@@ -184,13 +186,16 @@ class Shortcut(Flow):
         return torch.where(conditioned, guided_velocity, velocity)
 
 
-def guided(net, x, time, labels, guidance, model):
+def guided(net, x, time, labels, guidance, model, interval=None):
     """The classifier-free guided prediction of `net` (unconditional + guidance * (conditional - unconditional);
-    guidance: a number, or one per image); labels None: the unconditional one. `model` gives the "no class" labels."""
+    guidance: a number, or one per image), in float32; labels None: the unconditional one. `model` gives the "no
+    class" labels; `interval`: the step length asked of a network that jumps (none for the others)."""
+    jump = [] if interval is None else [interval]
     if labels is None:
-        return net(x, time).float()
+        return net(x, time, None, *jump).float()
     null = model.null_labels(len(x), x.device)
-    both = net(torch.cat([x, x]), torch.cat([time, time]), torch.cat([labels, null])).float()
+    twice = [torch.cat([v, v]) for v in (x, time, *jump)]
+    both = net(twice[0], twice[1], torch.cat([labels, null]), *twice[2:]).float()
     conditional, unconditional = both.chunk(2)
     return unconditional + guidance * (conditional - unconditional)
 
