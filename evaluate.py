@@ -26,7 +26,7 @@ from utils.evaluation.ladder import ladder
 from utils.evaluation.spectrum import colour_grain
 from utils.evaluation.table import markdown_table
 from utils.figures import image_rows
-from utils.generators import GENERATORS, reported
+from utils.generators import GENERATORS, SamplingOptions, reported
 from utils.training.checkpoint import load_checkpoint
 
 def report_settings(args, kinds):
@@ -111,7 +111,7 @@ def reconstruction_quality(kind, model, valid_images, stick, n, seed):
     return row
 
 
-def model_row(kind, data, stick, n, seed, device):
+def model_row(kind, data, stick, n, seed, device, options):
     if not kind.trained():
         return dict(row=kind.name, status="not trained yet — run " + kind.train_command), None
     try:
@@ -125,7 +125,8 @@ def model_row(kind, data, stick, n, seed, device):
     samples = None
     if kind.samples:  # a multi-label model draws the validation split's object sets
         samples, labels = kind.api.evaluation_samples(model, ckpt["config"], n, seed, device,
-                                                      data.labels[data.valid_idx])
+                                                      data.labels[data.valid_idx], options)
+        row["sampling"] = kind.api.sampling(ckpt["config"], options)
         row.update(sample_quality(samples.cpu(), stick, labels))
     return row, samples
 
@@ -196,6 +197,7 @@ def get_args(argv=None):
     p.add_argument("--json", action="store_true", help="print each row as one JSON line instead of the table")
     p.add_argument("--n", type=int, default=1000, help="samples per generative model")
     p.add_argument("--retrain-evaluator", action="store_true", help="retrain the classifier even if it is stored")
+    cli.add_sampling_flags(p, "the diffusion model's samples")
     cli.add_label_flags(p)
     args = p.parse_args(argv)
     names = args.model or ["none" if args.samples else "all"]
@@ -228,8 +230,10 @@ def score(kinds, data, stick, sample_sets, args, device):
     say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     rows, real = calibration_rows(data, stick, args.n, torch.Generator().manual_seed(args.seed))
     figure_rows, figure_labels = [real[:10]], ["real"]
+    options = SamplingOptions(args.guidance, args.sampler, args.steps, guidance_max_noise=args.guidance_max_noise,
+                              precision=args.precision)
     for kind in kinds:
-        row, samples = model_row(kind, data, stick, args.n, args.seed, device)
+        row, samples = model_row(kind, data, stick, args.n, args.seed, device, options)
         rows.append(row)
         if samples is not None:
             figure_rows.append(samples[:10].cpu())

@@ -197,7 +197,8 @@ def draw_and_evaluate(plan):
         script.main(flags + plan.shared)
     plan.say("python evaluate.py > log/evaluate.out")
     with open("log/evaluate.out", "w") as out, contextlib.redirect_stdout(out):
-        evaluate.main(plan.shared + ["--model", *plan.kinds] + (["--n", "100"] if plan.args.quick else []))
+        quick = ["--n", "100", "--steps", "3"] if plan.args.quick else []
+        evaluate.main(plan.shared + ["--model", *plan.kinds] + quick)
 
 
 def finish(plan):

@@ -104,7 +104,7 @@ def test_latent_pipeline_through_every_command(tiny_flowers64, workdir, quick_ev
 
     diffusion.main(flags[:4] + ["--resume", "--epochs", "2", *flags[6:]])
     assert torch.load("models/Best_diffusion.pth", weights_only=True)["epoch"] == 2
-    evaluate.main(["--n", "10", *FAST])
+    evaluate.main(["--n", "10", "--steps", "2", *FAST])
     rows = {row["row"]: row for row in json.loads((workdir / "vis/report.json").read_text())["rows"]}
     assert rows["diffusion"]["n"] == 10 and rows["LatentAE"]["psnr"] > 0          # both scored at 64 px
     assert "not trained" in rows["AE"]["status"]

@@ -87,7 +87,7 @@ def test_multi_label_commands(shapes, workdir):
         random_generation.main(["--model", "diffusion", "--labels", "pink cone", "--threads", "1"])
     with pytest.raises(UserError, match="conditioned on object sets"):
         random_generation.main(["--model", "diffusion", "--class", "red square", "--threads", "1"])
-    evaluate.main(["--model", "diffusion", "--n", "12", "--threads", "1"])
+    evaluate.main(["--model", "diffusion", "--n", "12", "--steps", "2", "--threads", "1"])
     rows = {row["row"]: row for row in json.loads((workdir / "vis/report.json").read_text())["rows"]}
     # The classifier, trained as a multi-label one, recognises the object sets of held-out real images ...
     assert rows["real (held-out)"]["exact_set_accuracy"] >= 0.9 and rows["real (held-out)"]["label_f1"] >= 0.95

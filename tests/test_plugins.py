@@ -67,8 +67,12 @@ class ToyKind:
         return (model.mean + model.log_std.exp() * z).clamp(0, 1)
 
     @classmethod
-    def evaluation_samples(cls, model, config, n, seed, device, label_sets=None):
+    def evaluation_samples(cls, model, config, n, seed, device, label_sets=None, options=None):
         return cls.generate(model, config, n, seed=seed), None
+
+    @staticmethod
+    def sampling(config, options=None):
+        return "independent pixels"
 
     @classmethod
     def figure(cls, model, ckpt, path, seed, device, options=None):
@@ -93,6 +97,7 @@ def test_a_toy_generator_kind_trains_samples_and_is_evaluated(tiny_flowers, work
     evaluate.main(["--model", "Toy", "--n", "10", "--threads", "1"])
     rows = {row["row"]: row for row in json.loads((workdir / "vis/report.json").read_text())["rows"]}
     assert rows["Toy"]["status"] == f"epoch {ckpt['epoch']}" and rows["Toy"]["fd"] > 0
+    assert rows["Toy"]["sampling"] == "independent pixels"
 
 
 @pytest.fixture

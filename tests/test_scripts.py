@@ -122,6 +122,9 @@ def test_run_lab_writes_every_submission_file(tiny_flowers, workdir, capsys, mon
     for path in run_lab.ARTEFACTS:
         assert (workdir / path).exists(), path
     assert (workdir / "log/train_AE_SGD.out").read_text().count("training   sgd") == 1
+    rows = {row["row"]: row for row in json.loads((workdir / "vis/report.json").read_text())["rows"]}
+    assert rows["diffusion"]["sampling"] == "dpm, 3 steps, guidance 1.5"     # --quick's steps reach the report
+    assert rows["VAE"]["sampling"] == "random codes"
     check_report_and_page(workdir)
 
 

@@ -6,7 +6,8 @@ model by name. A kind is a module (imported when first used) with these function
     load(name, checkpoint, device, image_size) -> (model in eval mode, checkpoint dict)
     generate(model, config, n, labels, seed, device, options) -> n images in [0, 1]; image i depends only on
         (seed, i, its label): not on n or the batch
-    evaluation_samples(model, config, n, seed, device, label_sets) -> (images, their labels or None)
+    evaluation_samples(model, config, n, seed, device, label_sets, options) -> (images, their labels or None)
+    sampling(config, options) -> how evaluation_samples draws, in a few words (the report's sampling column)
     figure(model, ckpt, path, seed, device, options) -> writes vis/random_images_<NAME>.png
     interpolation(model, ckpt, seed, device, options, condition) -> writes vis/interpolation_<NAME>.png
     reconstruct(model, x) -> x's reconstruction               (only kinds that reconstruct)

@@ -3,7 +3,7 @@ from functools import partial
 
 from Autoencoder import Autoencoder
 from utils.kinds import decoder
-from utils.kinds.decoder import (after_training, evaluation_samples, figure, generate,  # noqa: F401
+from utils.kinds.decoder import (after_training, evaluation_samples, figure, generate, sampling,  # noqa: F401
                                  interpolation, reconstruct)
 
 DEFAULTS = {"adam": dict(lr=2e-3, batch_size=32, epochs=15),

@@ -102,8 +102,13 @@ def code_mixture(model, config, device):
     return model.fitted_mixture
 
 
-def evaluation_samples(model, config, n, seed, device, label_sets=None):
-    return generate(model, config, n, seed=seed, device=device), None
+def evaluation_samples(model, config, n, seed, device, label_sets=None, options=None):
+    return generate(model, config, n, seed=seed, device=device, options=options), None
+
+
+def sampling(config, options=None):
+    """How evaluation_samples drew (the report's sampling column)."""
+    return "codes from the fitted mixture" if getattr(options, "prior", "normal") == "gmm" else "random codes"
 
 
 def figure(model, ckpt, path, seed, device, options=None):

@@ -3,7 +3,7 @@
 from diffusion import load  # noqa: F401  (the generator interface)
 from utils.generators import SamplingOptions
 from utils.sampling.diffusion_figures import interpolation, sample_grid  # noqa: F401  (interpolation: the interface)
-from utils.sampling.driver import balanced_labels, sample
+from utils.sampling.driver import balanced_labels, resolved, sample
 
 
 def generate(model, config, n, labels=None, seed=0, device="cpu", options=SamplingOptions(), first=0):
@@ -13,6 +13,13 @@ def generate(model, config, n, labels=None, seed=0, device="cpu", options=Sampli
 
 def figure(model, ckpt, path, seed, device, options=SamplingOptions()):
     sample_grid(model, ckpt["config"], path, seed, device, options)
+
+
+def sampling(config, options=SamplingOptions()):
+    """How evaluation_samples draws (the report's sampling column): the sampler, its steps and the guidance."""
+    options = resolved(config, options)
+    guidance = f", guidance {options.guidance:g}" if config["conditional"] else ""
+    return f"{options.sampler}, {options.steps} steps{guidance}"
 
 
 def evaluation_samples(model, config, n, seed, device, label_sets=None, options=SamplingOptions()):

@@ -2,7 +2,7 @@
 (a two-stage VAE) that random samples go through."""
 from VarAutoencoder import VarAutoencoder, VAE_loss_function
 from utils.kinds import ae, decoder
-from utils.kinds.decoder import (evaluation_samples, figure, generate, interpolation,  # noqa: F401
+from utils.kinds.decoder import (evaluation_samples, figure, generate, sampling, interpolation,  # noqa: F401
                                  reconstruct)
 from utils.sampling.two_stage import CodeVAE, fit_code_vae
 from utils.training.checkpoint import save_checkpoint
