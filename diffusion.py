@@ -11,6 +11,9 @@ utils/sampling/diffusion_figures.py, and a saved model's loading in utils/kinds/
 vis/loss_diffusion.png, vis/preview_diffusion.png during training, and at the end
 vis/random_images_diffusion.png and vis/denoise_process_diffusion.png.
 """
+import math
+import sys
+
 import torch
 from torch import nn
 
@@ -24,7 +27,7 @@ from utils.sampling.driver import make_path
 from utils.sampling.spaces import make_space, new_latent, space_kind
 from utils.training import distributed, run
 from utils.training.checkpoint import default_checkpoint, figure_name, load_checkpoint
-from utils.training.train import EMA, EarlyStopping, Recipe, make_optimizer
+from utils.training.train import EMA, EarlyStopping, Recipe, evaluate, make_optimizer, with_labels
 from utils.unet import NearestUpConv, ResBlock, SelfAttention, timestep_embedding
 
 CHECKPOINT = default_checkpoint("diffusion")
@@ -139,6 +142,31 @@ def diffusion_loss_fn(model, x0, labels, path, objective="v", min_snr=5.0, p_unc
         a, s = path.coefficients(t)
         per_image = per_image * parts.snr_weight((a / s).square().flatten(), min_snr)
     return per_image.mean()
+
+
+class PredictsNothing(nn.Module):
+    """Zeros whatever the input: the loss of a network that learned nothing, the mark every trained one must beat."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.num_classes, self.null_labels = model.num_classes, model.null_labels
+
+    def forward(self, x, *conditions, **more):
+        return torch.zeros_like(x)
+
+
+def learned_nothing(model, loss_fn, data, device, ckpt):
+    """The warning for a best model past its warm-up whose validation loss is no better than predicting zeros, or
+    None. A too-high --lr can throw the network there in its first steps and leave it stuck: the loss stays finite,
+    so nothing else says so. (A run still warming up has not had its chance yet.)"""
+    images, labels = with_labels(*data.subset("valid"))
+    config, best = ckpt["config"], ckpt.get("valid_objective", ckpt["valid_loss"])
+    steps = ckpt["epoch"] * math.ceil(len(data.train_idx) / (config["batch_size"] * distributed.world_size()))
+    nothing = evaluate(PredictsNothing(model), loss_fn, images, labels, device, epoch=0)[0]
+    if steps <= config["warmup"] or best < 0.9 * nothing:
+        return None
+    return (f"warning    the best validation loss {best:.4g} is no better than predicting nothing ({nothing:.4g}): "
+            f"the network learned nothing; train again with a smaller --lr")
 
 
 # ---------------------------------------------------------------- a saved model
@@ -329,6 +357,11 @@ def train(args):
     if not history or not distributed.is_main():  # the main process draws the final figures
         return
     best_model, ckpt = load(checkpoint=args.checkpoint, device=device)
+    warning = learned_nothing(best_model, loss_fn, data, device, ckpt)
+    if warning:
+        print(warning, flush=True)
+        if not sys.stdout.isatty():   # stdout is the log file: the terminal hears it too
+            print("warning:" + warning.removeprefix("warning   "), file=sys.stderr)
     sample_grid(best_model, ckpt["config"], f"vis/random_images_{name}.png", args.seed, device, options)
     denoise_figure(best_model, ckpt["config"], f"vis/denoise_process_{name}.png", args.seed, device,
                    steps=args.film_steps)

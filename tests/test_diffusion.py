@@ -461,3 +461,17 @@ def test_non_diffusion_checkpoint_is_refused(tiny_flowers, workdir):
     train_script.main(["--model", "AE", "--data", str(tiny_flowers), "--epochs", "1", "--threads", "1"])
     with pytest.raises(UserError, match="is a checkpoint of AE, not diffusion"):
         diffusion.load(checkpoint="models/Best_AE.pth")
+
+
+def test_a_network_that_learned_nothing_is_told(tiny_flowers, workdir, capsys):
+    # lr 1e-12: the zero-initialised head barely moves, so every validation loss is that of predicting zeros --
+    # where a run thrown off by too high a learning rate settles, with a finite loss and no other word.
+    fast = ["--steps", "1", "--film-steps", "1"]
+    run_diffusion(tiny_flowers, "--lr", "1e-12", "--warmup", "0", *fast)
+    captured = capsys.readouterr()
+    assert "warning    the best validation loss" in captured.out and "train again with a smaller --lr" in captured.out
+    assert captured.err.startswith("warning: the best validation loss")   # the terminal hears it: stdout is no tty
+    run_diffusion(tiny_flowers, "--lr", "1e-2", "--warmup", "0", *fast)   # two steps that learn: no warning
+    assert "warning" not in capsys.readouterr().out
+    run_diffusion(tiny_flowers, "--lr", "1e-12", *fast)   # still in its 50 warm-up steps: too early to say
+    assert "warning" not in capsys.readouterr().out
