@@ -1,4 +1,6 @@
 """Part 4: schedules, the forward process, the loss, the samplers, guidance, training and the two commands."""
+import types
+
 import pytest
 import torch
 
@@ -464,14 +466,25 @@ def test_non_diffusion_checkpoint_is_refused(tiny_flowers, workdir):
 
 
 def test_a_network_that_learned_nothing_is_told(tiny_flowers, workdir, capsys):
-    # lr 1e-12: the zero-initialised head barely moves, so every validation loss is that of predicting zeros --
-    # where a run thrown off by too high a learning rate settles, with a finite loss and no other word.
+    # lr 1e-12: the zero-initialised head barely moves, so the network predicts zeros throughout -- as one thrown
+    # off by too high a learning rate, whose loss stays finite, predicts next to nothing.
     fast = ["--steps", "1", "--film-steps", "1"]
     run_diffusion(tiny_flowers, "--lr", "1e-12", "--warmup", "0", *fast)
     captured = capsys.readouterr()
-    assert "warning    the best validation loss" in captured.out and "train again with a smaller --lr" in captured.out
+    assert "warning    the best validation loss" in captured.out and "too high an --lr" in captured.out
     assert captured.err.startswith("warning: the best validation loss")   # the terminal hears it: stdout is no tty
-    run_diffusion(tiny_flowers, "--lr", "1e-2", "--warmup", "0", *fast)   # two steps that learn: no warning
-    assert "warning" not in capsys.readouterr().out
     run_diffusion(tiny_flowers, "--lr", "1e-12", *fast)   # still in its 50 warm-up steps: too early to say
     assert "warning" not in capsys.readouterr().out
+
+
+def test_the_best_blind_prediction_is_found_exactly():
+    # Targets T_i with per-image weights w_i: the best single prediction is the weighted mean image, sum w T / sum w.
+    targets, weights = torch.randn(6, 2, 4, 4) + 3, torch.rand(6) + 0.5
+    net = types.SimpleNamespace(channels=2, image_size=4, num_classes=0, null_labels=None)
+    def loss_fn(model, x, labels, epoch):
+        loss = (weights.view(-1, 1, 1, 1) * (model(x) - targets).square()).mean()
+        return loss, loss
+    best = (weights.view(-1, 1, 1, 1) * targets).sum(0) / weights.sum()
+    exact = loss_fn(lambda x: best.expand_as(x), targets, None, 0)[0]
+    images, labels = torch.zeros(6, 2, 4, 4, dtype=torch.uint8), torch.zeros(6, dtype=torch.long)
+    assert diffusion.blind_loss(net, loss_fn, images, labels, "cpu") == pytest.approx(exact.item(), rel=1e-5)
