@@ -238,6 +238,9 @@ def get_args(argv=None):
                    help="images per step and process (default: the space's, 16 below 64 px, 64 at 64 px and on codes)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the space's and objective's)")
     p.add_argument("--warmup", type=cli.at_least(0), default=50, help="steps of linear learning-rate warm-up")
+    p.add_argument("--clip-grad", type=cli.at_least(0.0, float, finite=True), default=None,
+                   help="rescale each step's gradients to at most this global norm (0: never; default: the space's, "
+                        "1 on pixels below 64 px, where it steadies training at the learning rate's edge, else 0)")
     p.add_argument("--lr-decay", choices=["none", "cosine", "linear"], default="cosine",
                    help="the learning rate's fall to zero at the end of the --minutes budget (or of --epochs)")
     p.add_argument("--objective", choices=sorted(OBJECTIVES), default="flow",
@@ -308,8 +311,8 @@ def get_args(argv=None):
 def settings(args):
     """What a new run saves besides its data: the network's size, the diffusion process and the recipe."""
     keys = ("unconditional", "base", "mults", "patch", "upsample", "objective", "schedule", "timesteps", "time_sampling",
-            "min_snr", "p_uncond", "ema", "lr", "warmup", "lr_decay", "batch_size", "latent", "train_guidance",
-            "train_guidance_max_noise", "init")
+            "min_snr", "p_uncond", "ema", "lr", "warmup", "lr_decay", "clip_grad", "batch_size", "latent",
+            "train_guidance", "train_guidance_max_noise", "init")
     return lambda data: dict({key: getattr(args, key) for key in keys},
                              conditional=(data.multi_label or len(data.classes) > 1) and not args.unconditional,
                              latent_code=new_latent(args.latent, data.image_size, data.channels,
@@ -324,6 +327,7 @@ def describe(config, model, space, path, args):
             f"{config['latent_code']['scale']:.3g})" if config["latent"] else ""
     schedule = f" ({config['warmup']} warm-up steps, {config['lr_decay']} decay)" \
         if config["warmup"] or config["lr_decay"] != "none" else ""
+    schedule += f", gradients clipped at norm {config['clip_grad']:g}" * bool(config.get("clip_grad"))
     budget = f"{args.minutes:g} minutes" if args.minutes else f"{args.epochs} epochs"
     start = f", from {config['init']}" if config["init"] else ""
     return [f"model      Diffuser (U-Net, base {config['base']}), {sum(p.numel() for p in model.parameters()):,} "
@@ -370,7 +374,7 @@ def train(args):
     recipe = Recipe(make_optimizer("adam", model.parameters(), config["lr"]), args.epochs, config["batch_size"],
                     early_stopping=EarlyStopping(patience=None), ema=ema, minutes=args.minutes or None,
                     augment=config["augment"], precision=args.precision, compile=args.compile, seed=config["seed"],
-                    warmup=config["warmup"], decay=config["lr_decay"])
+                    warmup=config["warmup"], decay=config["lr_decay"], clip_grad=config.get("clip_grad", 0.0))
     run.header(describe(config, model, space, path, args), data, args, device, state)
     history = run.train(model, loss_fn, data, recipe, args, config, state, device, "loss (weighted squared error)",
                         "diffusion: training loss (validation: " + ("EMA weights, " if ema else "") + "fixed noise)",

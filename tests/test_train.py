@@ -120,3 +120,16 @@ def test_budget_progress_advances_by_steps_at_the_last_epochs_pace():
     started = time.perf_counter() - 30.0                        # 30 s of a 1-minute budget used
     by_time = budget_progress([{"seconds": 6.0}], epochs=100, minutes=1, started=started, steps=12)
     assert by_time(0) == pytest.approx(0.5, abs=0.01) and by_time(6) - by_time(0) == pytest.approx(3.0 / 60)
+
+
+@pytest.mark.parametrize("clip_grad, moved", [(0.0, 200.0), (1.0, 1.0)])
+def test_clipped_gradients_move_the_weights_at_most_their_norm(clip_grad, moved):
+    # One plain-SGD step (lr 1) on (w - 100)^2 from w = 0: the gradient is -200, clipped to norm 1 when asked.
+    from utils.training.train import make_step, train_epoch
+    model = nn.Module()
+    model.w = nn.Parameter(torch.zeros(1))
+    loss_fn = lambda net, x, labels, epoch: ((net.w - 100) ** 2).sum().repeat(2)  # noqa: E731
+    recipe = Recipe(torch.optim.SGD(model.parameters(), lr=1.0), epochs=1, batch_size=4, clip_grad=clip_grad)
+    images, labels = torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.zeros(4, dtype=torch.long)
+    train_epoch(model, make_step(model, loss_fn, "cpu"), images, labels, recipe, "cpu", 1, torch.Generator())
+    assert model.w.item() == pytest.approx(moved)

@@ -124,7 +124,7 @@ class Shortcut(Flow):
     sampling = dict(sampler="jump", steps=2, guidance=1.0)   # guidance 1: the trained-in guidance, nothing more
     # a fine-tune of a trained flow model: at the flow's 3e-3 its 1-, 2- and 4-step FD were 11.5 / 7.2 / 5.4, at
     # 1e-3 10.1 / 6.2 / 5.0 (4 epochs; bench/few_step.py, docs/few_step.md)
-    recipe = dict(lr=1e-3)
+    recipe = dict(lr=1e-3, clip_grad=0.0)   # (its fine-tunes were measured with unclipped gradients)
 
     def squared_error(self, model, x0, eps, t, labels, path, guidance=Guidance(), teacher=None):
         h, t = self.step_lengths(t)

@@ -21,7 +21,7 @@ class PixelSpace:
     # less per image (2.2x the images/s) but leaves single-pixel specks of colour: at 12 and 24 epochs this one
     # scores network-only FD 2.99 / 2.19 against 9.65 / 3.43, recall 0.687 / 0.792 against 0.267 / 0.590, colour
     # grain 0.99 / 0.83 against 6.30 / 2.75 (seed 0; bench/diffusion_curve.py --epochs, docs/diffusion.md)
-    network = dict(patch=1, base=16, mults=(1, 2, 4, 6), upsample="nearest", batch_size=16, lr=3e-3)
+    network = dict(patch=1, base=16, mults=(1, 2, 4, 6), upsample="nearest", batch_size=16, lr=3e-3, clip_grad=0.0)
     clip = 1.0   # a predicted clean image is clipped to this range while sampling
     guidance, guidance_max_noise = 1.5, math.inf   # sampling defaults: guided at every step (bench/diffusion_curve.py)
     sampler, steps = "dpm", 20   # DPM-Solver++(2M), 20 network calls at 20 steps
@@ -46,7 +46,7 @@ class LargePixelSpace(PixelSpace):
     0.708 / 0.690 with the 24 px defaults above (docs/bonus.md)."""
     min_size = 64
     # 2x2 blocks of pixels, the network the bonus's numbers were measured with (docs/bonus.md)
-    network = dict(patch=2, base=32, mults=(1, 2, 3), upsample="transposed", batch_size=64, lr=2e-3)
+    network = dict(patch=2, base=32, mults=(1, 2, 3), upsample="transposed", batch_size=64, lr=2e-3, clip_grad=0.0)
     guidance, guidance_max_noise = 3.0, 7 / 3
     sampler = "heun"
     # bf16 where the hardware multiplies it natively: 4.7-5.6 s per 64 samples against fp32's 11.6-11.9, FD 1.10 /
@@ -59,7 +59,7 @@ class LatentSpace:
     noise schedules assume (Rombach et al. 2022)."""
     clip = None  # codes have no fixed range: clipping them to the pixels' [-1, 1] cut their tails, and the samples'
                  # variety with them (recall 0.05 clipped, against 0.8 for the decoded real codes)
-    network = dict(patch=1, base=32, mults=(1, 2, 3), upsample="transposed", batch_size=64, lr=2e-3)
+    network = dict(patch=1, base=32, mults=(1, 2, 3), upsample="transposed", batch_size=64, lr=2e-3, clip_grad=0.0)
     # Guided strongly, but only at noise-to-signal ratios up to 2.33 (t <= 0.7 on the straight path): on the 16
     # flowers at 64 px, 1,000 samples scored FD 2.08 / recall 0.541 / class acc 83.3 % this way, against 2.20 /
     # 0.479 / 87.7 % for guidance 2 and 2.89 / 0.477 / 76.0 % for 1.5 at every step; on the

@@ -185,6 +185,8 @@ def train_epoch(model, step, images, labels, recipe, device, epoch, generator, p
         # DDP averages the processes' gradients; weighting each by its share makes that the global batch's
         # mean even when the last batch splits unevenly (the weight is exactly 1 for a single process).
         (objective * (len(x) * distributed.world_size() / global_n)).backward()
+        if recipe.clip_grad:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_grad)
         recipe.optimizer.step()
         if recipe.ema is not None:
             recipe.ema.update(model)
@@ -312,6 +314,7 @@ class Recipe:
     seed: int = 0
     warmup: int = 0        # steps of linear learning-rate warm-up
     decay: str = "none"    # "cosine" or "linear": the learning rate falls to zero at the end of the budget
+    clip_grad: float = 0.0  # the gradients' largest global norm (0: not clipped)
 
     def __post_init__(self):
         self.early_stopping = self.early_stopping or EarlyStopping(patience=None)
