@@ -260,7 +260,7 @@ def get_args(argv=None):
                    help="pixels per side of the blocks the U-Net sees as one position (2: a quarter of the cost; "
                         "default: the space's, 2 at 64 px, else 1)")
     p.add_argument("--mults", type=int, nargs="+", default=None,
-                   help="each level's width in --base, finest first (default: the space's, 1 2 4 6 below 64 px)")
+                   help="each level's width in --base, finest first (default: the space's, 1 2 4 8 below 64 px)")
     p.add_argument("--latent", default=None, metavar="CHECKPOINT",
                    help="latent diffusion on the codes of this frozen autoencoder (train_script.py --model LatentAE)")
     p.add_argument("--upsample", choices=["nearest", "transposed"], default=None,

@@ -80,6 +80,10 @@ CONFIGS = {  # name -> diffusion.py flags
     # The half-resolution U-Net: 2x2 blocks of pixels as one position, three levels, batch 64 (docs/diffusion.md)
     "patch2": ["--patch", "2", "--base", "32", "--mults", "1", "2", "3", "--batch-size", "64", "--lr", "2e-3",
                "--upsample", "transposed"],
+    # The full-resolution U-Net with a 96-channel lowest level and unclipped gradients, and each change alone
+    "mults1246": ["--mults", "1", "2", "4", "6", "--clip-grad", "0"],
+    "unclipped": ["--clip-grad", "0"],
+    "mults1246-clipped": ["--mults", "1", "2", "4", "6"],
 }
 MINUTES = (1, 2, 3, 5, 10, 15)
 N_SAMPLES = 1000

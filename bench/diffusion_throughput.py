@@ -26,6 +26,8 @@ CONFIGS = {
     "default": [],
     "patch2": ["--patch", "2", "--base", "32", "--mults", "1", "2", "3", "--batch-size", "64", "--lr", "2e-3",
                "--upsample", "transposed"],
+    "mults1246": ["--mults", "1", "2", "4", "6", "--clip-grad", "0"],   # a 96-channel lowest level, unclipped
+    "unclipped": ["--clip-grad", "0"],
 }
 
 
@@ -45,6 +47,8 @@ def step_function(flags, precision):
                                                config["p_uncond"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if args.clip_grad:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
         optimizer.step()
     return step, args.batch_size, sum(p.numel() for p in model.parameters())
 
