@@ -20,6 +20,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -117,12 +118,13 @@ def epoch_snapshots(name, epochs, data_dir, workdir, seed, precision):
     paths = {}
     for n in epochs:
         folder = workdir / name / f"{n}ep"
-        paths[n] = folder / "models" / "Best_diffusion.pth"
-        if not paths[n].exists():
+        paths[n], log = folder / "models" / "Best_diffusion.pth", folder / "log" / "train_diffusion.out"
+        if not (log.exists() and f"done       {n} epochs" in log.read_text()):   # a killed run trains again
+            shutil.rmtree(folder, ignore_errors=True)
             (folder / "log").mkdir(parents=True, exist_ok=True)
             print(f"{name}: training {n} epochs ...", flush=True)
             run("diffusion.py", "--data", data_dir, "--seed", seed, "--minutes", 0, "--epochs", n, "--preview-every", 0,
-                "--precision", precision, *CONFIGS[name], cwd=folder, log=folder / "log" / "train_diffusion.out")
+                "--precision", precision, *CONFIGS[name], cwd=folder, log=log)
     return paths
 
 
