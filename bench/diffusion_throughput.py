@@ -28,28 +28,41 @@ CONFIGS = {
                "--upsample", "transposed"],
     "mults1246": ["--mults", "1", "2", "4", "6", "--clip-grad", "0"],   # a 96-channel lowest level, unclipped
     "unclipped": ["--clip-grad", "0"],
+    "channels-last": ["channels-last"],
+    "compiled": ["--compile"],
 }
 
 
 def step_function(flags, precision):
-    """One training step of this configuration, and its batch size."""
-    args = diffusion.get_args(flags)
+    """One training step of this configuration, and its batch size. "--compile" compiles the network
+    (torch.compile, as diffusion.py --compile; the compiling happens here, before the timing, and is reported);
+    "channels-last" (not a diffusion.py flag) lays the network's weights and the batch out channels-last."""
+    channels_last = "channels-last" in flags
+    args = diffusion.get_args([f for f in flags if f != "channels-last"])
     config = dict(vars(args), channels=3, classes=["a", "b", "c"], conditional=True, multi_label=False, latent=None)
     model = diffusion.build(config)
     optimizer = make_optimizer("adam", model.parameters(), args.lr)   # diffusion.py's (fused on the CPU)
     path = diffusion.make_path(config)
     x = torch.rand(args.batch_size, 3, args.image_size, args.image_size) * 2 - 1
     labels = torch.randint(0, 3, (args.batch_size,))
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    network = torch.compile(model) if args.compile else model
+    network.num_classes, network.null_labels = model.num_classes, model.null_labels
 
     def step():
         with autocast("cpu", precision):
-            loss = diffusion.diffusion_loss_fn(model, x, labels, path, config["objective"], config["min_snr"],
+            loss = diffusion.diffusion_loss_fn(network, x, labels, path, config["objective"], config["min_snr"],
                                                config["p_uncond"])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if args.clip_grad:
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
         optimizer.step()
+    if args.compile:
+        start = time.perf_counter()
+        step(), step()
+        print(f"compiled in {time.perf_counter() - start:.0f} s (the first two steps)", flush=True)
     return step, args.batch_size, sum(p.numel() for p in model.parameters())
 
 
