@@ -160,7 +160,8 @@ def blind_loss(model, loss_fn, images, labels, device):
     """The validation loss of the best input-blind prediction (one fixed image). The loss is quadratic in the
     prediction, with one curvature for every element, so its minimum lies along the gradient g at zero: with L(0),
     g and L at -S g, L(-s g) = L(0) - s |g|^2 + s^2 q / 2 has the minimum L(0) - |g|^4 / (2 q). S = half the
-    elements: the minimum's own s for a mean squared error, so L(-S g) is far from L(0) and q well measured."""
+    elements: the minimum's own s for a mean squared error, so L(-S g) is far from L(0) and q well measured. (A
+    shortcut model's jump targets are its own predictions, so for it this is an estimate, not the minimum.)"""
     def loss_at(value):   # the validation batch with the same seeded noise at every call
         with torch.random.fork_rng():
             torch.manual_seed(0)
