@@ -11,7 +11,6 @@ utils/sampling/diffusion_figures.py, and a saved model's loading in utils/kinds/
 vis/loss_diffusion.png, vis/preview_diffusion.png during training, and at the end
 vis/random_images_diffusion.png and vis/denoise_process_diffusion.png.
 """
-import math
 import sys
 
 import torch
@@ -21,14 +20,14 @@ from utils import cli
 from utils.data.augment import described
 from utils.data.dataset import to_float
 from utils.errors import UserError
-from utils.generators import SamplingOptions, outdated
+from utils.generators import outdated
 from utils.sampling.objectives import OBJECTIVES, Guidance
 from utils.sampling.diffusion_figures import denoise_figure, sample_grid
 from utils.sampling.driver import make_path
 from utils.sampling.spaces import make_space, new_latent, space_kind
 from utils.training import distributed, run
 from utils.training.checkpoint import default_checkpoint, figure_name, load_checkpoint
-from utils.training.train import EMA, EarlyStopping, Recipe, evaluate, make_optimizer, with_labels
+from utils.training.train import EMA, EarlyStopping, Recipe, make_optimizer, steps_per_epoch, with_labels
 from utils.unet import NearestUpConv, ResBlock, SelfAttention, timestep_embedding
 
 CHECKPOINT = default_checkpoint("diffusion")
@@ -182,7 +181,7 @@ def learned_nothing(model, loss_fn, data, device, ckpt):
     steps and leave it stuck (--base 24 at lr 3e-3: 0.95 of it, samples of noise); the loss stays finite, so
     nothing else would say so. A run still in its warm-up has not had its chance yet."""
     config, best = ckpt["config"], ckpt.get("valid_objective", ckpt["valid_loss"])
-    steps = ckpt["epoch"] * math.ceil(len(data.train_idx) / (config["batch_size"] * distributed.world_size()))
+    steps = ckpt["epoch"] * steps_per_epoch(len(data.train_idx), config["batch_size"])
     images, labels = with_labels(*data.subset("valid"))
     blind = blind_loss(model, loss_fn, images[:500], labels[:500], device)   # one batch is plenty
     if steps <= config["warmup"] or best < 0.5 * blind:
@@ -364,7 +363,7 @@ def train(args):
                                  config["min_snr"], config["p_uncond"], guidance, teacher)
         return loss, loss
 
-    options = SamplingOptions(args.guidance, args.sampler, args.steps, guidance_max_noise=args.guidance_max_noise)
+    options = cli.sampling_options(args)
     name = figure_name(args.checkpoint, "diffusion")   # another --checkpoint's figures never replace the default's
 
     def preview(epoch):

@@ -26,7 +26,7 @@ from utils.evaluation.ladder import ladder
 from utils.evaluation.spectrum import colour_grain
 from utils.evaluation.table import markdown_table
 from utils.figures import image_rows
-from utils.generators import GENERATORS, SamplingOptions, reported
+from utils.generators import GENERATORS, reported
 from utils.training.checkpoint import load_checkpoint
 
 def report_settings(args, kinds):
@@ -230,8 +230,7 @@ def score(kinds, data, stick, sample_sets, args, device):
     say = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     rows, real = calibration_rows(data, stick, args.n, torch.Generator().manual_seed(args.seed))
     figure_rows, figure_labels = [real[:10]], ["real"]
-    options = SamplingOptions(args.guidance, args.sampler, args.steps, guidance_max_noise=args.guidance_max_noise,
-                              precision=args.precision)
+    options = cli.sampling_options(args, precision=args.precision)
     for kind in kinds:
         row, samples = model_row(kind, data, stick, args.n, args.seed, device, options)
         rows.append(row)

@@ -12,7 +12,7 @@ from torchvision.utils import save_image
 from utils import cli
 from utils.data.multilabel import describe, parse_label_set
 from utils.figures import image_grid
-from utils.generators import GENERATORS, SamplingOptions, generator
+from utils.generators import GENERATORS, generator
 from utils.training.checkpoint import check_writable, figure_name
 
 BATCH = 256   # images generated at a time for --n
@@ -102,8 +102,7 @@ def main(argv=None):
         check_writable(args.out_dir, "--out-dir")
     device = cli.setup(args)
     model, ckpt = kind.load(args.checkpoint, device, args.image_size)
-    config, options = ckpt["config"], SamplingOptions(args.guidance, args.sampler, args.steps, args.prior,
-                                                     args.guidance_max_noise, args.precision)
+    config, options = ckpt["config"], cli.sampling_options(args, prior=args.prior, precision=args.precision)
     condition = chosen_condition(args, config)
     if args.interpolate:
         print("wrote " + kind.api.interpolation(model, ckpt, args.seed, device, options, condition, data=args.data,

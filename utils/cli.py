@@ -112,6 +112,11 @@ def add_sampling_flags(p, what, precision=True):
                             "(twice as fast there), fp32 below 64 px (where bf16 was no faster)")
 
 
+def sampling_options(args, **more):
+    """The SamplingOptions that add_sampling_flags' flags ask for (`more`: --prior, a script's own --precision)."""
+    return SamplingOptions(args.guidance, args.sampler, args.steps, guidance_max_noise=args.guidance_max_noise, **more)
+
+
 def native_bf16_cpu():
     """Whether this CPU multiplies bfloat16 in hardware (Intel AMX, or AVX512-BF16 as on AMD Zen 4) and torch uses
     it: ATEN_CPU_CAPABILITY=avx2 (with ONEDNN_MAX_CPU_ISA=AVX2) makes such a CPU behave as an AVX2-only one."""
