@@ -25,6 +25,7 @@ from utils.sampling.objectives import OBJECTIVES, Guidance
 from utils.sampling.diffusion_figures import denoise_figure, sample_grid
 from utils.sampling.driver import make_path
 from utils.sampling.spaces import make_space, new_latent, space_kind
+from utils.sampling.teacher import Teacher
 from utils.training import distributed, run
 from utils.training.checkpoint import default_checkpoint, figure_name, load_checkpoint
 from utils.training.train import EMA, EarlyStopping, Recipe, make_optimizer, steps_per_epoch, with_labels
@@ -164,7 +165,8 @@ def blind_loss(model, loss_fn, images, labels, device):
     def loss_at(value):   # the validation batch with the same seeded noise at every call
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            prediction = OneImage(model, value.view(model.channels, model.image_size, model.image_size))
+            # eval(): the validation loss's mode (a distilling loss draws held-out trajectories in it)
+            prediction = OneImage(model, value.view(model.channels, model.image_size, model.image_size)).eval()
             return loss_fn(prediction, to_float(images).to(device), labels.to(device), 0)[0].double()
     zero = torch.zeros(model.channels * model.image_size ** 2, device=device, requires_grad=True)
     at_zero = loss_at(zero)
@@ -245,7 +247,8 @@ def get_args(argv=None):
                    help="the learning rate's fall to zero at the end of the --minutes budget (or of --epochs)")
     p.add_argument("--objective", choices=sorted(OBJECTIVES), default="flow",
                    help="what the network predicts: flow matching's velocity on the straight path, the average "
-                        "velocity over a step (shortcut: a fine-tune with --init, docs/few_step.md), or the DDPM "
+                        "velocity over a step (shortcut: a fine-tune with --init; distill: the same, learnt from the --init "
+                        "model's own sampling trajectories; docs/few_step.md), or the DDPM "
                         "process's v, noise (eps, the DDPM paper's) or clean image")
     p.add_argument("--min-snr", type=cli.at_least(0.0, float), default=0.0,
                    help="min-SNR-gamma loss weighting (0: off; 5 suits --objective v; docs/diffusion.md)")
@@ -286,6 +289,8 @@ def get_args(argv=None):
         args.latent, args.image_size = args.latent or saved["latent"], args.image_size or saved["image_size"]
         for key in ("base", "mults", "patch", "upsample"):
             setattr(args, key, saved[key])
+    elif OBJECTIVES[args.objective].needs_teacher:
+        cli.fail(f"--objective {args.objective} learns from a trained flow model: name it with --init")
     args.image_size = args.image_size or (64 if args.latent else 24)
     space = space_kind(dict(latent=args.latent, image_size=args.image_size))
     for key, value in dict(space.network, **OBJECTIVES[args.objective].recipe).items():
@@ -349,14 +354,19 @@ def main(argv=None):
 def train(args):
     config, state, data, device = run.start(args, "diffusion", settings(args))
     model = build(config).to(device)
-    teacher = load(checkpoint=config["init"], device=device)[0].requires_grad_(False) if config["init"] else None
-    if teacher is not None and state is None:
-        initialise(model, teacher, config["init"])
     space = make_space(config, device)
     ema = EMA(model, config["ema"]) if config["ema"] else None  # decay 0: sample from the weights themselves
     path = make_path(config)
     labelled = config["conditional"]
     guidance = Guidance(config["train_guidance"], config["train_guidance_max_noise"])
+    teacher = None
+    if config["init"]:
+        net, teacher_ckpt = load(checkpoint=config["init"], device=device)
+        if state is None:
+            initialise(model, net, config["init"])
+        teacher = Teacher(net.requires_grad_(False), teacher_ckpt["config"],
+                          with_labels(*data.subset("train"))[1] if labelled else None, guidance, config["p_uncond"],
+                          config["seed"], device)
 
     def loss_fn(net, x, labels, epoch):
         loss = diffusion_loss_fn(net, space.encode(x), labels if labelled else None, path, config["objective"],

@@ -8,14 +8,17 @@ import torch
 from torch import nn
 
 import diffusion
+from utils.errors import UserError
 from conftest import ROOT
 from test_distributed import failure, torchrun
-from utils.sampling.driver import guided_denoiser, resolved
+from utils.generators import SamplingOptions
+from utils.sampling.driver import guided_denoiser, resolved, sample
 from utils.sampling.objectives import OBJECTIVES, Guidance, guided
 from utils.sampling.paths import Straight
-from utils.sampling.samplers import SAMPLERS
+from utils.sampling.samplers import SAMPLERS, per_sample_noise, sample_generators
+from utils.sampling.teacher import Teacher
 
-SHORTCUT, PATH = OBJECTIVES["shortcut"], Straight("uniform")
+SHORTCUT, DISTILL, PATH = OBJECTIVES["shortcut"], OBJECTIVES["distill"], Straight("uniform")
 
 
 class GaussianOracle(nn.Module):
@@ -137,6 +140,64 @@ def test_a_batch_without_jumps_of_some_kind_trains(monkeypatch):
     assert loss.shape == (2,) and torch.isfinite(loss).all()
 
 
+class Pool:
+    """A teacher whose trajectories are given: states at Distill's times and labels."""
+    def __init__(self, states, labels):
+        self.states, self.labels, self.asked = states, labels, []
+
+    def trajectories(self, times, held_out=False):
+        self.asked.append((tuple(times), held_out))
+        return self.states, self.labels
+
+
+def test_the_distilling_loss_on_known_tensors(monkeypatch):
+    """Each jump's target is the teacher's own move between two of its states, as an average velocity: (x_from -
+    x_to) / (t_from - t_to), at the sampler's grid times; the network sees the start state, its time and the jump."""
+    student = Linear(A=0.2, b=1e-4, c=3e-4)
+    states = torch.arange(2 * 5, dtype=torch.float).view(2, 5, 1, 1, 1) ** 1.5 / 10   # 2 trajectories, 5 times
+    teacher = Pool(states, torch.tensor([0, 1]))
+    monkeypatch.setattr(torch, "multinomial", lambda weights, n, replacement: torch.tensor([0, 2, 3]))
+    monkeypatch.setattr(torch, "randint", lambda high, size, **kw: torch.tensor([1, 0, 1]))
+    got = DISTILL.squared_error(student, torch.zeros(3, 1, 1, 1), None, None, None, PATH, Guidance(), teacher)
+    expected = []
+    for row, (i, j) in zip([1, 0, 1], [(0, 4), (2, 4), (0, 1)]):
+        t_i, t_j = DISTILL.times[i], DISTILL.times[j]
+        target = (states[row, i] - states[row, j]) / (t_i - t_j)
+        u = student.A * states[row, i] + student.b * 1000 * t_i + student.c * 1000 * (t_i - t_j)
+        expected.append((u - target).square().item())
+    assert torch.allclose(got, torch.tensor(expected), atol=1e-6) and len(set(got.tolist())) == 3
+    assert teacher.asked == [(DISTILL.times, False)]
+
+
+def test_the_distilling_loss_validates_on_held_out_trajectories():
+    model = diffusion.Diffuser(8, 3, num_classes=2, base=8, mults=(1, 2), interval=True).eval()
+    teacher = Pool(torch.randn(3, 5, 3, 8, 8), torch.tensor([0, 1, 2]))
+    DISTILL.squared_error(model, torch.zeros(4, 3, 8, 8), None, None, None, PATH, Guidance(), teacher)
+    assert teacher.asked == [(DISTILL.times, True)]
+
+
+def test_the_teachers_trajectories_pass_the_sampler_grid_and_end_on_its_samples(flow_model):
+    """The pool's states are the teacher's own DPM-Solver++ states at 1, 0.75, 0.5, 0.25 and its samples (the same
+    as driver.sample draws from the same seed), drawn once, the same on a second Teacher (a resumed run)."""
+    net, ckpt = diffusion.load(checkpoint=flow_model)
+    labels = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1, 1])
+    make = lambda: Teacher(net, ckpt["config"], labels, Guidance(1.5), 0.0, 3, "cpu")   # noqa: E731
+    teacher = make()
+    states, pool_labels = teacher.trajectories(DISTILL.times)
+    assert states.shape == (9, 5, 3, 24, 24) and teacher.trajectories(DISTILL.times)[0] is states
+    samples = sample(net, ckpt["config"], 9, pool_labels, SamplingOptions(guidance=1.5, precision="fp32"), seed=3)
+    assert torch.allclose((states[:, -1] + 1) / 2, samples, atol=1e-5)
+    assert torch.equal(states[:, 0], per_sample_noise(sample_generators(3, 0, 9), (3, 24, 24)))
+    assert torch.equal(make().trajectories(DISTILL.times)[0], states)
+    held_out = teacher.trajectories(DISTILL.times, held_out=True)[0]
+    assert len(held_out) == 1 and not torch.equal(held_out[0, 0], states[0, 0])
+
+
+def test_distilling_needs_a_teacher(workdir, tiny_flowers):
+    with pytest.raises(UserError, match="--init"):
+        diffusion.main(["--data", str(tiny_flowers), "--objective", "distill", "--epochs", "1"])
+
+
 def test_guidance_identities():
     net, x, time = Linear(), torch.randn(3, 1, 2, 2), torch.full((3,), 500.0)
     labels = torch.tensor([0, 1, 2])                  # 2 = "no class"
@@ -188,8 +249,9 @@ def flow_model(tiny_flowers, tmp_path_factory):
     return folder / "Best_flow.pth"
 
 
-def test_a_fine_tune_resumes_exactly(flow_model, tiny_flowers, workdir):
-    flags = ["--data", str(tiny_flowers), "--init", str(flow_model), *FINE_TUNE]
+@pytest.mark.parametrize("objective", ["shortcut", "distill"])
+def test_a_fine_tune_resumes_exactly(flow_model, tiny_flowers, workdir, objective):
+    flags = ["--data", str(tiny_flowers), "--init", str(flow_model), *FINE_TUNE, "--objective", objective]
     diffusion.main(flags + ["--epochs", "2"])
     straight = torch.load("models/last_diffusion.pth", weights_only=True)["state"]
     diffusion.main(flags + ["--epochs", "1"])
@@ -202,9 +264,10 @@ def test_a_fine_tune_resumes_exactly(flow_model, tiny_flowers, workdir):
     assert any(k.startswith("interval_mlp.") for k in saved["model"])
 
 
-def test_a_fine_tune_under_torchrun(flow_model, tiny_flowers, workdir):
+@pytest.mark.parametrize("objective", ["shortcut", "distill"])
+def test_a_fine_tune_under_torchrun(flow_model, tiny_flowers, workdir, objective):
     result = torchrun("diffusion.py", "--data", str(tiny_flowers), "--init", str(flow_model), *FINE_TUNE[:-4],
-                      "--epochs", "1", "--batch-size", "8", cwd=workdir)
+                      "--epochs", "1", "--batch-size", "8", "--objective", objective, cwd=workdir)
     assert result.returncode == 0, failure(result)
-    assert "objective shortcut" in result.stdout and "batch 16 (2 processes x 8)" in result.stdout
+    assert f"objective {objective}" in result.stdout and "batch 16 (2 processes x 8)" in result.stdout
     assert (workdir / "vis/denoise_process_diffusion.png").exists()
