@@ -2,8 +2,8 @@
 
     python diffusion.py > log/train_diffusion.out          # trains for --minutes (default 2)
     python diffusion.py --latent models/Best_LatentAE.pth  # the bonus: on a frozen autoencoder's codes, at 64 px
-    python diffusion.py --objective shortcut --init models/Best_diffusion.pth --minutes 0 --epochs 5 \
-        --checkpoint models/Best_shortcut.pth                 # learn to sample in 1-4 steps (docs/few_step.md)
+    python diffusion.py --objective distill --init models/Best_diffusion.pth --minutes 0 --epochs 12 \
+        --checkpoint models/Best_distill.pth                  # learn to sample in 1-4 steps (docs/few_step.md)
 
 The network (`Diffuser`) and the loss (`diffusion_loss_fn`) live here, with the training script; the noise paths,
 objectives and samplers are in utils/sampling/, sample() in utils/sampling/driver.py, the figures in

@@ -1,6 +1,7 @@
-"""Few-step sampling: a model trained to jump (--objective shortcut) against the flow model it was fine-tuned from.
+"""Few-step sampling: a model trained to jump (--objective distill or shortcut) against the flow model it was
+fine-tuned from.
 
-    python bench/few_step.py --base models/Best_diffusion.pth --jumps models/Best_shortcut.pth
+    python bench/few_step.py --base models/Best_diffusion.pth --jumps models/Best_distill.pth
     python bench/few_step.py --base B --jumps J --steps 1 2 4 --precisions fp32 bf16 --figure docs/few_step.png
 
 Rows: the base model with its default sampler at 20 steps (the reference: FD and recall are also given relative to
@@ -65,7 +66,8 @@ def figure(models, labels, path, seed):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True, help="the flow model the jumping one was fine-tuned from")
-    p.add_argument("--jumps", required=True, help="the model trained to jump (diffusion.py --objective shortcut)")
+    p.add_argument("--jumps", required=True,
+                   help="the model trained to jump (diffusion.py --objective distill or shortcut)")
     p.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32"])
     p.add_argument("--n", type=int, default=1000)

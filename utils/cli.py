@@ -104,7 +104,7 @@ def add_sampling_flags(p, what, precision=True):
                    help=f"{sampler_help()}; default: the model's, dpm on pixels below 64 px, heun on codes and at 64 px")
     p.add_argument("--steps", type=at_least(1), default=defaults.steps,
                    help="steps of the deterministic samplers (and of ddpm for flow); default: the model's, 20, or 2 "
-                        "for a model trained to jump (--objective shortcut)")
+                        "for a model trained to jump (--objective distill or shortcut)")
     if precision:
         p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
                        help="the diffusion network's arithmetic: bf16 autocast, or auto (bf16 where the hardware "

@@ -145,7 +145,8 @@ SAMPLERS = {
     "ddim": Sampler(ddim_sample, "deterministic DDIM"),
     "euler": Sampler(ddim_sample, "Euler's method, the same as ddim"),
     "heun": Sampler(heun_sample, "Heun's second-order method, two network calls a step"),
-    "jump": Sampler(jump_sample, "a model's own jumps over each step (--objective shortcut), one network call a step"),
+    "jump": Sampler(jump_sample, "a model's own jumps over each step (--objective distill or shortcut), one "
+                             "network call a step"),
     "ddpm": Sampler(ddpm_sample, "ancestral DDPM sampling, all T steps of a DDPM model", stochastic=True),
 }
 
