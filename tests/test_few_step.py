@@ -178,16 +178,17 @@ def test_the_distilling_loss_validates_on_held_out_trajectories():
 
 def test_the_teachers_trajectories_pass_the_sampler_grid_and_end_on_its_samples(flow_model):
     """The pool's states are the teacher's own DPM-Solver++ states at 1, 0.75, 0.5, 0.25 and its samples (the same
-    as driver.sample draws from the same seed), drawn once, the same on a second Teacher (a resumed run)."""
+    as driver.sample draws from the same seed), one per training label up to `most`, drawn once, the same on a
+    second Teacher (a resumed run)."""
     net, ckpt = diffusion.load(checkpoint=flow_model)
     labels = torch.tensor([0, 1, 0, 1, 1, 0, 0, 1, 1])
-    make = lambda: Teacher(net, ckpt["config"], labels, Guidance(1.5), 0.0, 3, "cpu")   # noqa: E731
+    make = lambda: Teacher(net, ckpt["config"], labels, Guidance(1.5), 0.0, 3, "cpu", most=8)   # noqa: E731
     teacher = make()
     states, pool_labels = teacher.trajectories(DISTILL.times)
-    assert states.shape == (9, 5, 3, 24, 24) and teacher.trajectories(DISTILL.times)[0] is states
-    samples = sample(net, ckpt["config"], 9, pool_labels, SamplingOptions(guidance=1.5, precision="fp32"), seed=3)
+    assert states.shape == (8, 5, 3, 24, 24) and teacher.trajectories(DISTILL.times)[0] is states
+    samples = sample(net, ckpt["config"], 8, pool_labels, SamplingOptions(guidance=1.5, precision="fp32"), seed=3)
     assert torch.allclose((states[:, -1] + 1) / 2, samples, atol=1e-5)
-    assert torch.equal(states[:, 0], per_sample_noise(sample_generators(3, 0, 9), (3, 24, 24)))
+    assert torch.equal(states[:, 0], per_sample_noise(sample_generators(3, 0, 8), (3, 24, 24)))
     assert torch.equal(make().trajectories(DISTILL.times)[0], states)
     held_out = teacher.trajectories(DISTILL.times, held_out=True)[0]
     assert len(held_out) == 1 and not torch.equal(held_out[0, 0], states[0, 0])
@@ -271,3 +272,18 @@ def test_a_fine_tune_under_torchrun(flow_model, tiny_flowers, workdir, objective
     assert result.returncode == 0, failure(result)
     assert f"objective {objective}" in result.stdout and "batch 16 (2 processes x 8)" in result.stdout
     assert (workdir / "vis/denoise_process_diffusion.png").exists()
+
+
+def test_the_scripts_sample_a_distilled_model_in_its_own_jumps(flow_model, tiny_flowers, workdir):
+    diffusion.main(["--data", str(tiny_flowers), "--init", str(flow_model), *FINE_TUNE, "--objective", "distill",
+                    "--epochs", "1"])
+    config = torch.load("models/Best_diffusion.pth", weights_only=True)["config"]
+    options = resolved(config)
+    assert (config["objective"], options.sampler, options.steps, options.guidance) == ("distill", "jump", 2, 1.0)
+    for extra, written in (([], "random_images_diffusion.png"), (["--interpolate"], "interpolation_diffusion.png")):
+        (workdir / "vis" / written).unlink(missing_ok=True)
+        result = subprocess.run([sys.executable, str(ROOT / "random_generation.py"), "--model", "diffusion",
+                                 "--data", str(tiny_flowers), "--threads", "1", *extra],
+                                cwd=workdir, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+        assert (workdir / "vis" / written).exists(), result.stdout

@@ -9,17 +9,16 @@ from utils.sampling.samplers import SAMPLERS, per_sample_noise, sample_generator
 from utils.sampling.spaces import make_space
 from utils.seeds import stable_seed
 
-MOST = 1024   # trajectories to learn from: ~40 s of the 24 px teacher's 20 steps on two cores
-
 
 class Teacher:
     """`net`, a trained model with its `config`; `labels`: the training images' classes (None: unconditional),
     which the trajectories draw theirs from, a `p_uncond` share of them "no class"; `guidance`: the classifier-free
-    guidance its samples follow (objectives.py's Guidance), as its sampler would apply it."""
+    guidance its samples follow (objectives.py's Guidance), as its sampler would apply it; `most`: how many
+    trajectories at most (diffusion.py --trajectories)."""
 
-    def __init__(self, net, config, labels, guidance, p_uncond, seed, device):
+    def __init__(self, net, config, labels, guidance, p_uncond, seed, device, most=1024):
         self.net, self.config, self.labels, self.guidance = net, config, labels, guidance
-        self.p_uncond, self.seed, self.device = p_uncond, seed, device
+        self.p_uncond, self.seed, self.device, self.most = p_uncond, seed, device, most
         self.pools = {}
 
     def __call__(self, *inputs):
@@ -28,10 +27,10 @@ class Teacher:
     def trajectories(self, times, held_out=False):
         """(states, labels): n trajectories of the teacher's own sampler from fresh noise, the state at each of
         `times` (n x len(times) x C x H x W; time 0: the sample), and the labels they were drawn for. One
-        trajectory per training image, at most MOST; held out: an eighth as many others, for validation. Drawn once
+        trajectory per training image, at most `most`; held out: an eighth as many others, for validation. Drawn once
         (the first call), from seeded noise: the same after a --resume and in every torchrun process."""
         if held_out not in self.pools:
-            n = min(MOST, len(self.labels) if self.labels is not None else MOST)
+            n = min(self.most, len(self.labels) if self.labels is not None else self.most)
             count, first = (max(1, n // 8), n) if held_out else (n, 0)
             self.pools[held_out] = self.draw(times, count, first)
         return self.pools[held_out]
