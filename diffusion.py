@@ -247,9 +247,9 @@ def get_args(argv=None):
                    help="the learning rate's fall to zero at the end of the --minutes budget (or of --epochs)")
     p.add_argument("--objective", choices=sorted(OBJECTIVES), default="flow",
                    help="what the network predicts: flow matching's velocity on the straight path, the average "
-                        "velocity over a step (shortcut: a fine-tune with --init; distill: the same, learnt from the --init "
-                        "model's own sampling trajectories; docs/few_step.md), or the DDPM "
-                        "process's v, noise (eps, the DDPM paper's) or clean image")
+                        "velocity over a step (shortcut: a fine-tune with --init; distill: the same, learnt from the "
+                        "--init model's own sampling trajectories; docs/few_step.md), or the DDPM process's v, noise "
+                        "(eps, the DDPM paper's) or clean image")
     p.add_argument("--min-snr", type=cli.at_least(0.0, float), default=0.0,
                    help="min-SNR-gamma loss weighting (0: off; 5 suits --objective v; docs/diffusion.md)")
     p.add_argument("--schedule", choices=["linear", "cosine"], default="cosine",
