@@ -25,7 +25,7 @@ from utils.sampling.objectives import OBJECTIVES, Guidance
 from utils.sampling.diffusion_figures import denoise_figure, sample_grid
 from utils.sampling.driver import make_path
 from utils.sampling.spaces import make_space, new_latent, space_kind
-from utils.sampling.teacher import Teacher
+from utils.sampling.teacher import TRAJECTORIES, Teacher
 from utils.training import distributed, run
 from utils.training.checkpoint import default_checkpoint, figure_name, load_checkpoint
 from utils.training.train import EMA, EarlyStopping, Recipe, make_optimizer, steps_per_epoch, with_labels
@@ -278,7 +278,7 @@ def get_args(argv=None):
                         "--guidance-max-noise guides (default: the space's sampling guidance, 1.5 at 24 px)")
     p.add_argument("--init", default=None, metavar="CHECKPOINT",
                    help="a fine-tune: start from this saved model's weights, network and image size")
-    p.add_argument("--trajectories", type=cli.at_least(1), default=1024,
+    p.add_argument("--trajectories", type=cli.at_least(1), default=TRAJECTORIES,
                    help="how many of the --init model's sampling trajectories --objective distill learns from (at "
                         "most one per training image; 1,024 take ~40 s at 24 px on two cores)")
     p.add_argument("--unconditional", action="store_true", help="ignore the class labels")
@@ -368,8 +368,8 @@ def train(args):
         if state is None:
             initialise(model, net, config["init"])
         teacher = Teacher(net.requires_grad_(False), teacher_ckpt["config"],
-                          with_labels(*data.subset("train"))[1] if labelled else None, guidance, config["p_uncond"],
-                          config["seed"], device, config.get("trajectories", 1024))
+                          data.labels[data.train_idx] if labelled else None, guidance, config["p_uncond"],
+                          config["seed"], device, config.get("trajectories", TRAJECTORIES))
 
     def loss_fn(net, x, labels, epoch):
         loss = diffusion_loss_fn(net, space.encode(x), labels if labelled else None, path, config["objective"],

@@ -195,6 +195,7 @@ class Distill(Shortcut):
     itself and no error builds up from level to level. The same network as Shortcut's (sampled by `jump`), started
     from the teacher's weights (diffusion.py --init, which it needs); the data's images only set the batch size."""
     times = (1.0, 0.75, 0.5, 0.25, 0.0)
+    time_grid = torch.tensor(times)
     # (from, to) indices into times: the one jump of 1 step, the two of 2 steps, the four of 4 steps. The long jumps
     # are the hard ones: drawn 3 : 2 : 0.5 times as often, FD at 1 / 2 / 4 steps was 1.42 / 1.16 / 0.96x the
     # teacher's 20 steps, against 1.47 / 1.21 / 0.99x at 3 : 2 : 1 (12 epochs; docs/few_step.md)
@@ -209,7 +210,7 @@ class Distill(Shortcut):
         n = len(x0)
         rows = torch.randint(len(states), (n,))
         start, end = self.jumps[torch.multinomial(self.weights, n, replacement=True)].unbind(1)
-        times = torch.tensor(self.times)
+        times = self.time_grid
         x_start, x_end = states[rows, start], states[rows, end]
         h = (times[start] - times[end]).to(x0.device)
         target = (x_start - x_end) / h.view(-1, 1, 1, 1)

@@ -1,13 +1,17 @@
 """The frozen model a fine-tune learns from (diffusion.py --init): called like its network, and asked once, its own
 sampling trajectories, which objectives.py's Distill learns to jump along.
 """
+from collections import defaultdict
+
 import torch
 
 from utils.errors import UserError
+from utils.generators import SamplingOptions
 from utils.sampling import driver
-from utils.sampling.samplers import SAMPLERS, per_sample_noise, sample_generators
-from utils.sampling.spaces import make_space
+from utils.sampling.samplers import SAMPLERS
 from utils.seeds import stable_seed
+
+TRAJECTORIES = 1024   # at most, by default (diffusion.py --trajectories): ~40 s of the 24 px teacher on two cores
 
 
 class Teacher:
@@ -16,7 +20,7 @@ class Teacher:
     guidance its samples follow (objectives.py's Guidance), as its sampler would apply it; `most`: how many
     trajectories at most (diffusion.py --trajectories)."""
 
-    def __init__(self, net, config, labels, guidance, p_uncond, seed, device, most=1024):
+    def __init__(self, net, config, labels, guidance, p_uncond, seed, device, most=TRAJECTORIES):
         self.net, self.config, self.labels, self.guidance = net, config, labels, guidance
         self.p_uncond, self.seed, self.device, self.most = p_uncond, seed, device, most
         self.pools = {}
@@ -37,25 +41,27 @@ class Teacher:
 
     @torch.no_grad()
     def draw(self, times, count, first):
+        """`count` trajectories from the noise of samples first, first + 1, ... (as driver.sample draws them): their
+        states at `times` and their labels."""
         labels = self.pool_labels(count, first)
-        path, space = driver.make_path(self.config), make_space(self.config, self.device)
-        options = driver.resolved(self.config)
-        states = []
-        for start in range(0, count, 64):
-            end = min(count, start + 64)
-            x = per_sample_noise(sample_generators(self.seed, first + start, end - start), space.shape).to(self.device)
-            chunk = None if labels is None else labels[start:end]
-            denoise = driver.guided_denoiser(self.net, path, self.config["objective"], chunk, self.guidance.weight,
-                                             space.clip, self.guidance.max_noise)
-            seen = {}
-            final = SAMPLERS[options.sampler](denoise, x, path, options.steps,
-                                              trace=lambda t, x_t, x0: seen.setdefault(round(float(t), 6), x_t))
-            missing = [t for t in times[:-1] if round(t, 6) not in seen]
-            if missing or times[-1] != 0:
-                raise UserError(f"the teacher's {options.steps} {options.sampler} steps never pass t = {missing}: "
-                                "distil a flow model whose sampler takes a multiple of 4 steps")
-            states.append(torch.stack([seen[round(t, 6)] for t in times[:-1]] + [final], dim=1))
-        return torch.cat(states), labels
+        options = SamplingOptions(guidance=self.guidance.weight, guidance_max_noise=self.guidance.max_noise)
+        sampler = driver.resolved(self.config, options)
+        evaluated = [round(t, 6) for t in SAMPLERS[sampler.sampler].times(driver.make_path(self.config), sampler.steps)]
+        wanted = {round(t, 6): i for i, t in enumerate(times[:-1])}
+        missing = [t for t in wanted if t not in evaluated]
+        if missing or times[-1] != 0:
+            raise UserError(f"the teacher's {sampler.steps} {sampler.sampler} steps never pass t = {missing}: "
+                            "distil a flow model whose sampler takes a multiple of 4 steps")
+        kept = defaultdict(list)   # index into times -> its states, a batch at a time
+
+        def keep(t, x_t, x0):
+            t = round(float(t), 6)
+            if t in wanted:
+                kept[wanted[t]].append(x_t)
+            if t == evaluated[-1]:   # every sampler ends on its last step's clean prediction: the sample
+                kept[len(times) - 1].append(x0)
+        driver.sample(self.net, self.config, count, labels, options, self.seed, self.device, trace=keep, first=first)
+        return torch.stack([torch.cat(kept[i]) for i in range(len(times))], dim=1), labels
 
     def pool_labels(self, count, first):
         """The trajectories' labels: training labels drawn at random, a p_uncond share replaced by "no class"."""
