@@ -19,6 +19,7 @@ from torch import nn
 from utils import cli
 from utils.data.augment import described
 from utils.data.dataset import to_float
+from utils.data.datasets import DATASETS
 from utils.errors import UserError
 from utils.generators import outdated
 from utils.sampling.objectives import OBJECTIVES, Guidance
@@ -218,6 +219,19 @@ def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None)
     return model.to(device, memory_format=torch.channels_last).eval(), ckpt
 
 
+def same_data_as(init):
+    """check(data) for a fine-tune, which learns its --init model's data: another set of classes, or another kind of
+    set (the synthetic one standing in for a missing ./flowers, say, under a model of the photos), is an error."""
+    saved = load_checkpoint(init, model="diffusion")["config"]
+    kind = lambda source: source if source == "synthetic" or source in DATASETS else "a folder"   # noqa: E731
+
+    def check(data):
+        if list(data.classes) != list(saved["classes"]) or kind(str(data.source)) != kind(str(saved["data"])):
+            cli.fail(f"--init {init} was trained on {saved['data']} ({len(saved['classes'])} classes), this run's "
+                     f"data is {data.source} ({len(data.classes)} classes): pass --data {saved['data']}")
+    return check
+
+
 def initialise(model, teacher, checkpoint):
     """A fine-tune starts as its teacher (the --init model); parts it lacks (a step-length embedding) keep their
     fresh values, which leave the output the teacher's."""
@@ -355,7 +369,8 @@ def main(argv=None):
 
 
 def train(args):
-    config, state, data, device = run.start(args, "diffusion", settings(args))
+    config, state, data, device = run.start(args, "diffusion", settings(args),
+                                            check=same_data_as(args.init) if args.init else None)
     model = build(config).to(device)
     space = make_space(config, device)
     ema = EMA(model, config["ema"]) if config["ema"] else None  # decay 0: sample from the weights themselves

@@ -1,5 +1,6 @@
 """Models that jump (objectives.py's Shortcut, samplers.py's jump): the loss, the update and trained-in guidance,
 checked against closed forms; a short fine-tune, resumed and under torchrun."""
+import shutil
 import subprocess
 import sys
 
@@ -263,6 +264,18 @@ def test_a_fine_tune_resumes_exactly(flow_model, tiny_flowers, workdir, objectiv
     saved = torch.load("models/Best_diffusion.pth", weights_only=True)
     assert saved["config"]["init"] == str(flow_model) and saved["config"]["base"] == 8
     assert any(k.startswith("interval_mlp.") for k in saved["model"])
+
+
+def test_a_fine_tune_refuses_other_data_than_its_teachers(flow_model, tiny_flowers, workdir):
+    # No --data and no ./flowers: the synthetic set, with the same class names but not the teacher's images
+    with pytest.raises(UserError, match=f"pass --data {tiny_flowers}"):
+        diffusion.main(["--init", str(flow_model), *FINE_TUNE, "--epochs", "1"])
+    two_classes = workdir / "two"
+    for name in sorted(p.name for p in tiny_flowers.iterdir())[:2]:
+        shutil.copytree(tiny_flowers / name, two_classes / name)
+    with pytest.raises(UserError, match=r"\(2 classes\)"):
+        diffusion.main(["--data", str(two_classes), "--init", str(flow_model), *FINE_TUNE, "--epochs", "1"])
+    assert not (workdir / "models").exists()   # refused before anything was written
 
 
 @pytest.mark.parametrize("objective", ["shortcut", "distill"])

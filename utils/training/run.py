@@ -119,11 +119,12 @@ def check_flags(args, config):
                             f"({args.resume_path} has {key} = {saved}); leave the flag out to resume that run")
 
 
-def start(args, model_name, settings):
+def start(args, model_name, settings, check=None):
     """(configuration, saved training state or None, data, device).
 
     A new run's configuration is its data's description plus settings(data), the model's own; a resumed run's is
-    the saved one, and its data, size and split are loaded from it."""
+    the saved one, and its data, size and split are loaded from it. check(data): a new run's own test of its data,
+    a one-line error before anything is written."""
     device = distributed.setup(cli.setup(args))
     args.precision = cli.precision_for(args.precision, device)
     args.resume_path = resume_path_for(args.checkpoint)
@@ -138,6 +139,8 @@ def start(args, model_name, settings):
     data = load_dataset(args.data, args.image_size, args.valid_fraction, args.split_seed, labels_file=args.labels,
                         objects_file=args.objects)
     check_replaceable(args, model_name, data)
+    if check:
+        check(data)
     claim(args)
     config = dict(model=model_name, image_size=data.image_size, channels=data.channels, data=data.source,
                   classes=data.classes, multi_label=data.multi_label, labels_file=args.labels,
