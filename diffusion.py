@@ -7,9 +7,9 @@
 
 The network (`Diffuser`) and the loss (`diffusion_loss_fn`) live here, with the training script; the noise paths,
 objectives and samplers are in utils/sampling/, sample() in utils/sampling/driver.py, the figures in
-utils/sampling/diffusion_figures.py, and a saved model's loading in utils/kinds/diffusion.py. Writes models/Best_diffusion.pth (the weights it samples with),
-vis/loss_diffusion.png, vis/preview_diffusion.png during training, and at the end
-vis/random_images_diffusion.png and vis/denoise_process_diffusion.png.
+utils/sampling/diffusion_figures.py, and a saved model's loading in utils/kinds/diffusion.py. Writes
+models/Best_diffusion.pth (the weights it samples with), vis/loss_diffusion.png, vis/preview_diffusion.png during
+training, and at the end vis/random_images_diffusion.png and vis/denoise_process_diffusion.png.
 """
 import sys
 
@@ -127,10 +127,11 @@ def diffusion_loss_fn(model, x0, labels, path, objective="v", min_snr=5.0, p_unc
 
     Noise each image at a random time of the path (utils/sampling/paths.py), x_t = a x0 + s eps, and regress
     the network on the objective's target (utils/sampling/objectives.py: eps as Ho et al., v as Salimans & Ho
-    2022, x0, the flow's velocity eps - x0, or a shortcut model's average velocity over a step, which trains `guidance`
-    in (objectives.py's Guidance), following a teacher's velocity when it is a fine-tune). Min-SNR-gamma weighting (Hang et al. 2023) stops the easy, low-noise times from dominating; 0 turns it
-    off. Labels are replaced by "no class" with probability p_uncond, so one model also learns the unconditional
-    prediction that classifier-free guidance needs.
+    2022, x0, the flow's velocity eps - x0, a shortcut model's average velocity over a step, which trains `guidance`
+    in (objectives.py's Guidance), following a teacher's velocity when it is a fine-tune, or a distilled jump along
+    the teacher's own trajectories). Min-SNR-gamma weighting (Hang et al. 2023) stops the easy, low-noise times from
+    dominating; 0 turns it off. Labels are replaced by "no class" with probability p_uncond, so one model also
+    learns the unconditional prediction that classifier-free guidance needs.
     """
     parts = OBJECTIVES[objective]
     t = path.training_times(len(x0), x0.device)
@@ -220,8 +221,9 @@ def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None)
 
 
 def same_data_as(init):
-    """check(data) for a fine-tune, which learns its --init model's data: another set of classes, or another kind of
-    set (the synthetic one standing in for a missing ./flowers, say, under a model of the photos), is an error."""
+    """check(data) for a fine-tune, which learns its --init model's data at its size: another set of classes, another
+    kind of set (the synthetic one standing in for a missing ./flowers, say, under a model of the photos) or another
+    --image-size is an error."""
     saved = load_checkpoint(init, model="diffusion")["config"]
     kind = lambda source: source if source == "synthetic" or source in DATASETS else "a folder"   # noqa: E731
 
@@ -229,6 +231,9 @@ def same_data_as(init):
         if list(data.classes) != list(saved["classes"]) or kind(str(data.source)) != kind(str(saved["data"])):
             cli.fail(f"--init {init} was trained on {saved['data']} ({len(saved['classes'])} classes), this run's "
                      f"data is {data.source} ({len(data.classes)} classes): pass --data {saved['data']}")
+        if data.image_size != saved["image_size"]:
+            cli.fail(f"--init {init} was trained at {saved['image_size']} px, this run asks for {data.image_size}: "
+                     "leave --image-size out")
     return check
 
 

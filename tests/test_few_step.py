@@ -275,6 +275,9 @@ def test_a_fine_tune_refuses_other_data_than_its_teachers(flow_model, tiny_flowe
         shutil.copytree(tiny_flowers / name, two_classes / name)
     with pytest.raises(UserError, match=r"\(2 classes\)"):
         diffusion.main(["--data", str(two_classes), "--init", str(flow_model), *FINE_TUNE, "--epochs", "1"])
+    with pytest.raises(UserError, match="trained at 24 px, this run asks for 32"):
+        diffusion.main(["--data", str(tiny_flowers), "--init", str(flow_model), *FINE_TUNE, "--epochs", "1",
+                        "--image-size", "32"])
     assert not (workdir / "models").exists()   # refused before anything was written
 
 
