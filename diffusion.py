@@ -221,9 +221,8 @@ def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None)
 
 
 def same_data_as(init):
-    """check(data) for a fine-tune, which learns its --init model's data at its size: another set of classes, another
-    kind of set (the synthetic one standing in for a missing ./flowers, say, under a model of the photos) or another
-    --image-size is an error."""
+    """check(data) for a fine-tune, which learns its --init model's data: another set of classes, or another kind of
+    set (the synthetic one standing in for a missing ./flowers, say, under a model of the photos), is an error."""
     saved = load_checkpoint(init, model="diffusion")["config"]
     kind = lambda source: source if source == "synthetic" or source in DATASETS else "a folder"   # noqa: E731
 
@@ -231,9 +230,6 @@ def same_data_as(init):
         if list(data.classes) != list(saved["classes"]) or kind(str(data.source)) != kind(str(saved["data"])):
             cli.fail(f"--init {init} was trained on {saved['data']} ({len(saved['classes'])} classes), this run's "
                      f"data is {data.source} ({len(data.classes)} classes): pass --data {saved['data']}")
-        if data.image_size != saved["image_size"]:
-            cli.fail(f"--init {init} was trained at {saved['image_size']} px, this run asks for {data.image_size}: "
-                     "leave --image-size out")
     return check
 
 
@@ -306,10 +302,13 @@ def get_args(argv=None):
     p.add_argument("--preview-every", type=int, default=10, help="epochs between preview grids (0: none)")
     run.add_run_flags(p, CHECKPOINT)
     args = run.parse(p, argv)
-    if args.init:   # the fine-tuned network is the saved one
+    if args.init:   # the fine-tuned network is the saved one, at its size and in its space
         saved = load_checkpoint(args.init, model="diffusion")["config"]
-        args.latent, args.image_size = args.latent or saved["latent"], args.image_size or saved["image_size"]
-        for key in ("base", "mults", "patch", "upsample"):
+        for key in ("latent", "image_size", "base", "mults", "patch", "upsample"):
+            typed, kept = as_flag(getattr(args, key)), as_flag(saved[key])
+            if key in args.typed and not run.same(typed, kept):
+                cli.fail(f"--{key.replace('_', '-')} {typed} contradicts --init {args.init} (its {key} is {kept}): "
+                         "leave the flag out")
             setattr(args, key, saved[key])
     elif OBJECTIVES[args.objective].needs_teacher:
         cli.fail(f"--objective {args.objective} learns from a trained flow model: name it with --init")
@@ -333,6 +332,13 @@ def get_args(argv=None):
     if args.base < 8 or args.base % 8:
         cli.fail(f"--base must be a multiple of 8 (GroupNorm uses 8 groups), got {args.base}")
     return args
+
+
+def as_flag(value):
+    """A saved setting as it is typed: 1 2 4 8 for a list, none for None."""
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value))
+    return "none" if value is None else value
 
 
 def settings(args):

@@ -266,7 +266,7 @@ def test_a_fine_tune_resumes_exactly(flow_model, tiny_flowers, workdir, objectiv
     assert any(k.startswith("interval_mlp.") for k in saved["model"])
 
 
-def test_a_fine_tune_refuses_other_data_than_its_teachers(flow_model, tiny_flowers, workdir):
+def test_a_fine_tune_refuses_other_data_or_network_flags_than_its_teachers(flow_model, tiny_flowers, workdir):
     # No --data and no ./flowers: the synthetic set, with the same class names but not the teacher's images
     with pytest.raises(UserError, match=f"pass --data {tiny_flowers}"):
         diffusion.main(["--init", str(flow_model), *FINE_TUNE, "--epochs", "1"])
@@ -275,10 +275,13 @@ def test_a_fine_tune_refuses_other_data_than_its_teachers(flow_model, tiny_flowe
         shutil.copytree(tiny_flowers / name, two_classes / name)
     with pytest.raises(UserError, match=r"\(2 classes\)"):
         diffusion.main(["--data", str(two_classes), "--init", str(flow_model), *FINE_TUNE, "--epochs", "1"])
-    with pytest.raises(UserError, match="trained at 24 px, this run asks for 32"):
-        diffusion.main(["--data", str(tiny_flowers), "--init", str(flow_model), *FINE_TUNE, "--epochs", "1",
-                        "--image-size", "32"])
+    for flag, value in (("--image-size", "32"), ("--base", "16"), ("--mults", "1")):   # the network is the teacher's
+        with pytest.raises(UserError, match=f"{flag} .* contradicts --init"):
+            diffusion.main(["--data", str(tiny_flowers), "--init", str(flow_model), *FINE_TUNE, "--epochs", "1",
+                            flag, value])
     assert not (workdir / "models").exists()   # refused before anything was written
+    args = diffusion.get_args(["--init", str(flow_model), "--base", "8", "--mults", "1", "2", "--image-size", "24"])
+    assert (args.base, list(args.mults), args.image_size) == (8, [1, 2], 24)   # the same values typed: no contradiction
 
 
 def test_a_fine_tune_under_torchrun(flow_model, tiny_flowers, workdir):
