@@ -292,7 +292,8 @@ def get_args(argv=None):
                    help="the guidance an objective that jumps (shortcut) learns to follow, at the noise levels "
                         "--guidance-max-noise guides (default: the space's sampling guidance, 1.5 at 24 px)")
     p.add_argument("--init", default=None, metavar="CHECKPOINT",
-                   help="a fine-tune: start from this saved model's weights, network and image size")
+                   help="a fine-tune: start from this saved model's weights, network and image size, on its data "
+                        "(its classes; a flag that contradicts it is an error)")
     p.add_argument("--trajectories", type=cli.at_least(1), default=TRAJECTORIES,
                    help="how many of the --init model's sampling trajectories --objective distill learns from (at "
                         "most one per training image; 1,024 take ~40 s at 24 px on two cores)")
