@@ -290,6 +290,7 @@ def test_a_fine_tune_under_torchrun(flow_model, tiny_flowers, workdir):
                       "--epochs", "1", "--batch-size", "8", "--objective", "distill", cwd=workdir)
     assert result.returncode == 0, failure(result)
     assert "objective distill" in result.stdout and "batch 16 (2 processes x 8)" in result.stdout
+    assert result.stdout.count("teacher    8 trajectories of") == 1   # the wait is logged, once
     assert (workdir / "vis/denoise_process_diffusion.png").exists()
 
 

@@ -1,6 +1,7 @@
 """The frozen model a fine-tune learns from (diffusion.py --init): called like its network, and asked once, its own
 sampling trajectories, which objectives.py's Distill learns to jump along.
 """
+import time
 from collections import defaultdict
 
 import torch
@@ -60,7 +61,11 @@ class Teacher:
                 kept[wanted[t]].append(x_t)
             if t == evaluated[-1]:   # every sampler ends on its last step's clean prediction: the sample
                 kept[len(times) - 1].append(x0)
+        started = time.perf_counter()
         driver.sample(self.net, self.config, count, labels, options, self.seed, self.device, trace=keep, first=first)
+        # The log's line for the first epoch's long wait (stdout is silent on torchrun's other processes)
+        print(f"teacher    {count:,} {'held-out ' if first else ''}trajectories of {sampler.steps} {sampler.sampler} "
+              f"steps, guidance {self.guidance.weight:g}, in {time.perf_counter() - started:.0f} s", flush=True)
         return torch.stack([torch.cat(kept[i]) for i in range(len(times))], dim=1), labels
 
     def pool_labels(self, count, first):
