@@ -9,7 +9,8 @@ from utils.training.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
 from utils.generators import GENERATORS
 from utils.models import OPTIMIZER_LR, build_model, loss_fn_for, training_defaults
-from utils.training.train import EarlyStopping, Recipe, Run, budget_progress, fit, make_optimizer, set_learning_rate
+from utils.training.train import (EarlyStopping, Recipe, Run, budget_progress, eta, fit, make_optimizer,
+                                  set_learning_rate)
 
 
 def test_early_stopping_sequence():
@@ -110,6 +111,13 @@ def test_learning_rate_warm_up_and_decay_by_hand():
     recipe.decay = "linear"
     assert lr(10, 0.25) == pytest.approx(0.075) and lr(10, 2.0) == 0.0                 # past the budget: stays 0
     assert recipe.lr == 0.1                                                            # the base is kept
+
+
+def test_the_eta_goes_at_the_pace_of_the_epochs_after_the_first():
+    history = [dict(seconds=50.0)]
+    assert eta(history, 12, None, 0.0) == 11 * 50.0   # nothing else to go by yet
+    history += [dict(seconds=6.0), dict(seconds=8.0)]   # the first held a one-time wait (a teacher's trajectories)
+    assert eta(history, 12, None, 0.0) == 9 * 7.0
 
 
 def test_budget_progress_advances_by_steps_at_the_last_epochs_pace():

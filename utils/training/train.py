@@ -279,7 +279,8 @@ class ResumeWriter:
 def eta(history, epochs, minutes, started):
     if minutes is not None:
         return max(0.0, minutes * 60 - (time.perf_counter() - started))
-    return (epochs - len(history)) * sum(h["seconds"] for h in history) / len(history)
+    paced = history[1:] or history   # the first epoch carries one-time costs (a teacher's trajectories, compiling)
+    return (epochs - len(history)) * sum(h["seconds"] for h in paced) / len(paced)
 
 
 def budget_progress(history, epochs, minutes, started, steps):
