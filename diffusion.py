@@ -220,10 +220,10 @@ def load(name="diffusion", checkpoint=CHECKPOINT, device="cpu", image_size=None)
     return model.to(device, memory_format=torch.channels_last).eval(), ckpt
 
 
-def same_data_as(init):
-    """check(data) for a fine-tune, which learns its --init model's data: another set of classes, or another kind of
-    set (the synthetic one standing in for a missing ./flowers, say, under a model of the photos), is an error."""
-    saved = load_checkpoint(init, model="diffusion")["config"]
+def same_data_as(init, saved):
+    """check(data) for a fine-tune, which learns its --init model's data (`saved`: that model's configuration):
+    another set of classes, or another kind of set (the synthetic one standing in for a missing ./flowers, say, under
+    a model of the photos), is an error."""
     kind = lambda source: source if source == "synthetic" or source in DATASETS else "a folder"   # noqa: E731
 
     def check(data):
@@ -304,7 +304,7 @@ def get_args(argv=None):
     run.add_run_flags(p, CHECKPOINT)
     args = run.parse(p, argv)
     if args.init:   # the fine-tuned network is the saved one, at its size and in its space
-        saved = load_checkpoint(args.init, model="diffusion")["config"]
+        saved = args.init_config = load_checkpoint(args.init, model="diffusion")["config"]
         for key in ("latent", "image_size", "base", "mults", "patch", "upsample"):
             typed, kept = as_flag(getattr(args, key)), as_flag(saved[key])
             if key in args.typed and not run.same(typed, kept):
@@ -382,7 +382,7 @@ def main(argv=None):
 
 def train(args):
     config, state, data, device = run.start(args, "diffusion", settings(args),
-                                            check=same_data_as(args.init) if args.init else None)
+                                            check=same_data_as(args.init, args.init_config) if args.init else None)
     model = build(config).to(device)
     space = make_space(config, device)
     ema = EMA(model, config["ema"]) if config["ema"] else None  # decay 0: sample from the weights themselves
