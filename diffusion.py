@@ -303,6 +303,9 @@ def get_args(argv=None):
     p.add_argument("--preview-every", type=int, default=10, help="epochs between preview grids (0: none)")
     run.add_run_flags(p, CHECKPOINT)
     args = run.parse(p, argv)
+    if args.min_snr and OBJECTIVES[args.objective].snr_weight is None:
+        cli.fail(f"--min-snr weighs an image's loss by its noise level; --objective {args.objective}'s jumps span "
+                 "several: leave it at 0")
     if args.init:   # the fine-tuned network is the saved one, at its size and in its space
         saved = args.init_config = load_checkpoint(args.init, model="diffusion")["config"]
         for key in ("latent", "image_size", "base", "mults", "patch", "upsample"):

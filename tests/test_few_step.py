@@ -200,6 +200,14 @@ def test_distilling_needs_a_teacher(workdir, tiny_flowers):
         diffusion.main(["--data", str(tiny_flowers), "--objective", "distill", "--epochs", "1"])
 
 
+@pytest.mark.parametrize("objective", ["shortcut", "distill"])
+def test_min_snr_is_refused_where_a_jump_spans_several_noise_levels(objective):
+    # the weight would be read at a time the jump never starts from: a random rescaling of each image's loss
+    with pytest.raises(UserError, match="--min-snr"):
+        diffusion.get_args(["--objective", objective, "--min-snr", "5", "--epochs", "1"])
+    assert diffusion.get_args(["--objective", "flow", "--min-snr", "5"]).min_snr == 5
+
+
 def test_guidance_identities():
     net, x, time = Linear(), torch.randn(3, 1, 2, 2), torch.full((3,), 500.0)
     labels = torch.tensor([0, 1, 2])                  # 2 = "no class"

@@ -3,7 +3,8 @@
     path                         the noising path it trains on (paths.py): "discrete" (DDPM) or "straight" (flow)
     target(x0, eps, a, s)        the regression target of the loss, for x_t = a x0 + s eps
     eps_and_x0(output, x_t, a, s)  the network's output turned into (noise, clean image): what samplers need
-    snr_weight(snr, gamma)       min-SNR-gamma weighting (Hang et al. 2023; snr = a^2 / s^2) in this target's units
+    snr_weight(snr, gamma)       min-SNR-gamma weighting (Hang et al. 2023; snr = a^2 / s^2) in this target's units;
+                                 None where an image's loss is not at one noise level (a jump spans several)
     squared_error(model, x0, eps, t, labels, path, guidance, teacher)  the loss of each image (Regression's: the
                                  output's squared error from the target; a teacher is Shortcut's)
     interval                     whether the network also sees the length of the step (Diffuser's `interval`)
@@ -127,6 +128,7 @@ class Shortcut(Flow):
     # a fine-tune of a trained flow model: at the flow's 3e-3 its 1-, 2- and 4-step FD were 11.5 / 7.2 / 5.4, at
     # 1e-3 10.1 / 6.2 / 5.0 (4 epochs; bench/few_step.py, docs/few_step.md)
     recipe = dict(lr=1e-3, clip_grad=0.0)   # (its fine-tunes were measured with unclipped gradients)
+    snr_weight = None   # a jump spans the noise levels from t to t - h: no one SNR to weigh it by
 
     def squared_error(self, model, x0, eps, t, labels, path, guidance=Guidance(), teacher=None):
         h, t = self.step_lengths(t)
