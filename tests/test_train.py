@@ -126,8 +126,12 @@ def test_budget_progress_advances_by_steps_at_the_last_epochs_pace():
     by_epochs = budget_progress([{}] * 2, epochs=4, minutes=None, started=0.0, steps=10)
     assert by_epochs(0) == by_epochs(5) == pytest.approx(0.5)
     started = time.perf_counter() - 30.0                        # 30 s of a 1-minute budget used
-    by_time = budget_progress([{"seconds": 6.0}], epochs=100, minutes=1, started=started, steps=12)
+    by_time = budget_progress([{"seconds": 20.0}, {"seconds": 6.0}], epochs=100, minutes=1, started=started, steps=12)
     assert by_time(0) == pytest.approx(0.5, abs=0.01) and by_time(6) - by_time(0) == pytest.approx(3.0 / 60)
+    # The first epoch's pace carries one-time costs (here 20 s, a teacher's trajectories): the second epoch's
+    # learning rate holds at its start's share rather than running ahead of the clock at that pace.
+    second = budget_progress([{"seconds": 20.0}], epochs=100, minutes=1, started=time.perf_counter() - 20.0, steps=12)
+    assert second(11) == second(0) == pytest.approx(20.0 / 60, abs=0.01)
 
 
 @pytest.mark.parametrize("clip_grad, moved", [(0.0, 200.0), (1.0, 1.0)])

@@ -287,12 +287,14 @@ def budget_progress(history, epochs, minutes, started, steps):
     """progress(i): the share of the budget used at this epoch's i-th step. With --epochs, the share of epochs done
     (it moves once per epoch). With --minutes it is agreed by every process at the epoch's start and advanced by
     steps at the last epoch's pace, so that under torchrun all processes take the same learning rate (their clocks
-    differ)."""
+    differ). Not at the first epoch's: it carries one-time costs (a teacher's trajectories, compiling), at whose
+    pace the second epoch's learning rate would fall too far and then jump back up; it holds still instead."""
     if minutes is None:
         return lambda i: len(history) / epochs
     budget = minutes * 60
+    paced = history[1:]
     used, pace, n = distributed.total(time.perf_counter() - started,
-                                      history[-1]["seconds"] / steps if history else 0.0, 1.0)
+                                      paced[-1]["seconds"] / steps if paced else 0.0, 1.0)
     return lambda i: (used + i * pace) / n / budget
 
 
