@@ -276,10 +276,16 @@ class ResumeWriter:
             self.write(*self.pending)
 
 
+def steady(history):
+    """The epochs that show the training's pace: all but the first, which carries one-time costs (a teacher's
+    trajectories, compiling)."""
+    return history[1:]
+
+
 def eta(history, epochs, minutes, started):
     if minutes is not None:
         return max(0.0, minutes * 60 - (time.perf_counter() - started))
-    paced = history[1:] or history   # the first epoch carries one-time costs (a teacher's trajectories, compiling)
+    paced = steady(history) or history   # after one epoch there is nothing else to go by
     return (epochs - len(history)) * sum(h["seconds"] for h in paced) / len(paced)
 
 
@@ -287,12 +293,12 @@ def budget_progress(history, epochs, minutes, started, steps):
     """progress(i): the share of the budget used at this epoch's i-th step. With --epochs, the share of epochs done
     (it moves once per epoch). With --minutes it is agreed by every process at the epoch's start and advanced by
     steps at the last epoch's pace, so that under torchrun all processes take the same learning rate (their clocks
-    differ). Not at the first epoch's: it carries one-time costs (a teacher's trajectories, compiling), at whose
-    pace the second epoch's learning rate would fall too far and then jump back up; it holds still instead."""
+    differ). Not at the first epoch's (see steady): at its pace the second epoch's learning rate would fall too far
+    and then jump back up; it holds still instead."""
     if minutes is None:
         return lambda i: len(history) / epochs
     budget = minutes * 60
-    paced = history[1:]
+    paced = steady(history)
     used, pace, n = distributed.total(time.perf_counter() - started,
                                       paced[-1]["seconds"] / steps if paced else 0.0, 1.0)
     return lambda i: (used + i * pace) / n / budget
