@@ -43,9 +43,10 @@ TRAINING = [
     ("log/train_VAE.out", train_script, ["--model", "VAE"]),
     ("log/train_diffusion.out", diffusion, []),
 ]
-# --quick: one epoch per model and few sampling steps.
-QUICK = {train_script: ["--epochs", "1"], diffusion: ["--minutes", "0", "--epochs", "1", "--steps", "3",
-                                                      "--film-steps", "3", "--preview-every", "0"]}
+# --quick: one epoch per model and two sampling steps (the fewest every sampler takes), in figures and evaluation.
+QUICK_STEPS = ["--steps", "2"]
+QUICK = {train_script: ["--epochs", "1"], diffusion: ["--minutes", "0", "--epochs", "1", *QUICK_STEPS,
+                                                      "--film-steps", "2", "--preview-every", "0"]}
 # The lab's promise: five minutes on two cores. Diffusion trains for its default budget or for what Parts 1-3 leave
 # of LAB_MINUTES, whichever is less; what comes after its training (the figures, and the evaluation with its feature
 # network trained on a fresh clone) took 0.58-0.73 of Parts 1-3's time on three machines 2.7x apart in speed (the
@@ -192,12 +193,12 @@ def train_all(plan):
 
 def draw_and_evaluate(plan):
     for script, flags in figures(plan.kinds):
-        flags = flags + (["--steps", "3"] if plan.args.quick and script is random_generation else [])
+        flags = flags + (QUICK_STEPS if plan.args.quick and script is random_generation else [])
         plan.say(command(script, flags))
         script.main(flags + plan.shared)
     plan.say("python evaluate.py > log/evaluate.out")
     with open("log/evaluate.out", "w") as out, contextlib.redirect_stdout(out):
-        quick = ["--n", "100", "--steps", "3"] if plan.args.quick else []
+        quick = ["--n", "100", *QUICK_STEPS] if plan.args.quick else []
         evaluate.main(plan.shared + ["--model", *plan.kinds] + quick)
 
 

@@ -4,7 +4,8 @@ import torch
 from PIL import Image
 
 import utils.data.dataset as data_module
-from conftest import run_script
+import train_script
+from utils import cli
 from utils.data.dataset import list_images, load_dataset, load_folder, stratified_split
 from utils.errors import UserError
 
@@ -86,13 +87,14 @@ def test_real_folder_takes_precedence(workdir, tiny_flowers):
     assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1 and len(x) == len(y) == 3
 
 
-def test_a_folder_too_small_to_split_is_one_line(tmp_path, workdir):
+def test_a_folder_too_small_to_split_is_one_line(tmp_path, workdir, capsys):
     # One class folder: a single good image and a corrupt one. Training used to end in a ZeroDivisionError.
     root = tmp_path / "few"
     (root / "rose").mkdir(parents=True)
     Image.new("RGB", (32, 32), (200, 30, 30)).save(root / "rose" / "good.jpg")
     (root / "rose" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
-    result = run_script("train_script.py", "--model", "AE", "--data", str(root), "--epochs", "1", cwd=workdir)
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    message = result.stderr.strip().splitlines()[-1]
+    with pytest.raises(SystemExit) as exit_info:   # (any other exception would fail the test: a traceback)
+        cli.run(lambda: train_script.main(["--model", "AE", "--data", str(root), "--epochs", "1", "--threads", "1"]))
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2
     assert "found 1 readable image" in message and "needs at least 2 images" in message

@@ -63,15 +63,3 @@ def test_two_processes_match_one_process_with_twice_the_batch(tiny_flowers, work
     one = torch.load(single / "last_AE.pth", weights_only=True)["state"]["history"]
     assert [h["train_loss"] for h in two] == pytest.approx([h["train_loss"] for h in one], rel=1e-4)
     assert [h["valid_loss"] for h in two] == pytest.approx([h["valid_loss"] for h in one], rel=1e-4)
-
-
-def test_diffusion_under_torchrun(tiny_flowers, workdir):
-    result = torchrun("diffusion.py", "--data", str(tiny_flowers), "--minutes", "0", "--epochs", "1", "--steps", "2",
-                      "--film-steps", "2", "--base", "8", "--batch-size", "8", "--preview-every", "0", "--objective", "flow",
-                      cwd=workdir)
-    assert result.returncode == 0, failure(result)
-    assert result.stdout.count("model      Diffuser") == 1 and "batch 16 (2 processes x 8)" in result.stdout
-    assert sorted(p.name for p in (workdir / "models").iterdir()) == ["Best_diffusion.pth", "last_diffusion.pth"]
-    saved = torch.load(workdir / "models/Best_diffusion.pth", weights_only=True)
-    assert not any(k.startswith(("module.", "model.")) for k in list(saved["model"]) + list(saved["ema"] or {}))
-    assert (workdir / "vis/random_images_diffusion.png").exists() and "objective flow, straight path" in result.stdout

@@ -28,14 +28,10 @@ def synthetic():
     return data
 
 
-def ladder_rows(data, tmp_path):
-    stick = yardstick(data, path=tmp_path / "Evaluator.pth", log=lambda line: None)
-    rows, _ = evaluate.calibration_rows(data, stick, 1000, torch.Generator().manual_seed(0))
-    return rows
-
-
-def test_blur_and_noise_ladders_grow_on_the_synthetic_flowers(synthetic, tmp_path, quick_evaluator):
-    rows = ladder_rows(synthetic, tmp_path)
+def test_blur_and_noise_ladders_grow_on_the_synthetic_flowers_and_a_reversed_rung_fails(synthetic, tmp_path,
+                                                                                         quick_evaluator):
+    stick = yardstick(synthetic, path=tmp_path / "Evaluator.pth", log=lambda line: None)
+    rows, _ = evaluate.calibration_rows(synthetic, stick, 1000, torch.Generator().manual_seed(0))
     by_name = {r["row"]: r["fd"] for r in rows}
     real = by_name["real (held-out)"]
     blur = [by_name[f"real, blurred (sigma {s} px)"] for s in ladder.BLUR_SIGMAS]
@@ -44,12 +40,9 @@ def test_blur_and_noise_ladders_grow_on_the_synthetic_flowers(synthetic, tmp_pat
     assert real < noise[0] < noise[1]
     assert by_name["Gaussian fit to pixels"] > real
     assert not [f for f in evaluator_checks.ladder_failures(rows) if "blurred" in f or "noise" in f]
-
-
-def test_the_checks_fail_on_a_reversed_rung(synthetic, tmp_path, quick_evaluator):
-    rows = ladder_rows(synthetic, tmp_path)
+    # The same rows with two rungs swapped: sigma 0.5 now scores like sigma 2, and the checks say so.
     blurred = [r for r in rows if r.get("ladder") == "blur"]
-    blurred[0]["fd"], blurred[2]["fd"] = blurred[2]["fd"], blurred[0]["fd"]   # σ 0.5 now scores like σ 2
+    blurred[0]["fd"], blurred[2]["fd"] = blurred[2]["fd"], blurred[0]["fd"]
     failures = evaluator_checks.ladder_failures(rows)
     assert any("blurred (sigma 1 px)" in f and "is not above" in f for f in failures)
 

@@ -6,7 +6,9 @@ import sys
 import pytest
 import torch
 
+import train_script
 from conftest import ROOT
+from utils import cli
 
 
 def recorded_score(path):
@@ -47,9 +49,7 @@ def test_best_never_gets_worse_after_kill_and_resume(tiny_flowers, workdir):
     # Stale temporary files of a killed save are cleaned up by the next start.
     (workdir / "models/Best_MLPAE.pth.999999999.tmp").write_bytes(b"half a checkpoint")
     epoch = torch.load(workdir / "models/last_MLPAE.pth", weights_only=True)["epoch"]
-    finished = subprocess.run([sys.executable, str(ROOT / "train_script.py"), "--model", "MLPAE", "--threads", "1",
-                               "--resume", "--epochs", str(epoch + 2)], capture_output=True, text=True, timeout=120)
-    assert finished.returncode == 0, finished.stderr
+    train_script.main(["--model", "MLPAE", "--threads", "1", "--resume", "--epochs", str(epoch + 2)])
     scores.append(recorded_score(best))
     values = [score for score, _ in scores]
     assert values == sorted(values, reverse=True), f"Best went backwards: (score, epoch) {scores}"
@@ -57,20 +57,21 @@ def test_best_never_gets_worse_after_kill_and_resume(tiny_flowers, workdir):
 
 
 @pytest.mark.slow
-def test_a_second_training_on_one_checkpoint_refuses_in_one_line(tiny_flowers, workdir):
+def test_a_second_training_on_one_checkpoint_refuses_in_one_line(tiny_flowers, workdir, capsys):
     first = training(tiny_flowers, "--epochs", "100000")
     try:
         for line in first.stdout:   # the first run holds the lock once it trains
             if line.startswith("epoch"):
                 break
-        second = subprocess.run([sys.executable, str(ROOT / "train_script.py"), "--model", "MLPAE", "--data",
-                                 str(tiny_flowers), "--threads", "1", "--epochs", "2"],
-                                capture_output=True, text=True, timeout=120)
+        with pytest.raises(SystemExit) as second:   # (in this process: the lock is the other process's either way)
+            cli.run(lambda: train_script.main(["--model", "MLPAE", "--data", str(tiny_flowers), "--threads", "1",
+                                               "--epochs", "2"]))
     finally:
         first.kill()
         first.wait()
-    assert second.returncode == 2 and second.stdout.count("epoch") == 0
-    assert second.stderr.strip() == (f"error: another training (PID {first.pid}) is writing models/Best_MLPAE.pth: "
+    out, err = capsys.readouterr()
+    assert second.value.code == 2 and out.count("epoch") == 0
+    assert err.strip() == (f"error: another training (PID {first.pid}) is writing models/Best_MLPAE.pth: "
                                      "wait for it to finish, or pass another --checkpoint")
     # The first run was killed: its lock is stale, and the next run takes it.
     third = subprocess.run([sys.executable, str(ROOT / "train_script.py"), "--model", "MLPAE", "--data",

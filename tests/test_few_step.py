@@ -1,16 +1,16 @@
 """Models that jump (objectives.py's Shortcut, samplers.py's jump): the loss, the update and trained-in guidance,
 checked against closed forms; a short fine-tune, resumed and under torchrun."""
+import contextlib
+import io
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
 from torch import nn
 
 import diffusion
+import random_generation
 from utils.errors import UserError
-from conftest import ROOT
 from test_distributed import failure, torchrun
 from utils.generators import SamplingOptions
 from utils.sampling.driver import guided_denoiser, resolved, sample
@@ -252,10 +252,10 @@ FINE_TUNE = ["--objective", "shortcut", "--trajectories", "8", "--minutes", "0",
 @pytest.fixture(scope="module")
 def flow_model(tiny_flowers, tmp_path_factory):
     folder = tmp_path_factory.mktemp("flow")
-    subprocess.run([sys.executable, str(ROOT / "diffusion.py"), "--data", str(tiny_flowers), "--minutes", "0",
-                    "--epochs", "1", "--base", "8", "--mults", "1", "2", "--steps", "2", "--film-steps", "2",
-                    "--preview-every", "0", "--threads", "1", "--checkpoint", str(folder / "Best_flow.pth")],
-                   cwd=folder, check=True, capture_output=True)
+    with contextlib.chdir(folder), contextlib.redirect_stdout(io.StringIO()):
+        diffusion.main(["--data", str(tiny_flowers), "--minutes", "0", "--epochs", "1", "--base", "8", "--mults", "1",
+                        "2", "--steps", "2", "--film-steps", "2", "--preview-every", "0", "--threads", "1",
+                        "--checkpoint", str(folder / "Best_flow.pth")])
     return folder / "Best_flow.pth"
 
 
@@ -293,13 +293,19 @@ def test_a_fine_tune_refuses_other_data_or_network_flags_than_its_teachers(flow_
 
 
 def test_a_fine_tune_under_torchrun(flow_model, tiny_flowers, workdir):
-    """Distillation, whose teacher draws its trajectories in every process (the shortcut fine-tune shares the rest)."""
+    """diffusion.py under torchrun, as a distillation: its teacher draws the trajectories in every process, and the
+    files (the EMA's weights too) are written once, without DDP's "module." prefix."""
     result = torchrun("diffusion.py", "--data", str(tiny_flowers), "--init", str(flow_model), *FINE_TUNE[:-4],
-                      "--epochs", "1", "--batch-size", "8", "--objective", "distill", cwd=workdir)
+                      "--epochs", "1", "--batch-size", "8", "--objective", "distill", "--ema", "0.9", cwd=workdir)
     assert result.returncode == 0, failure(result)
-    assert "objective distill" in result.stdout and "batch 16 (2 processes x 8)" in result.stdout
+    assert result.stdout.count("model      Diffuser") == 1 and "batch 16 (2 processes x 8)" in result.stdout
+    assert "objective distill" in result.stdout
     assert result.stdout.count("teacher    8 trajectories of") == 1   # the wait is logged, once
+    assert sorted(p.name for p in (workdir / "models").iterdir()) == ["Best_diffusion.pth", "last_diffusion.pth"]
+    saved = torch.load(workdir / "models/Best_diffusion.pth", weights_only=True)
+    assert saved["ema"] and not any(k.startswith(("module.", "model.")) for k in [*saved["model"], *saved["ema"]])
     assert (workdir / "vis/denoise_process_diffusion.png").exists()
+    assert (workdir / "vis/random_images_diffusion.png").exists()
 
 
 def test_the_scripts_sample_a_distilled_model_in_its_own_jumps(flow_model, tiny_flowers, workdir):
@@ -308,8 +314,6 @@ def test_the_scripts_sample_a_distilled_model_in_its_own_jumps(flow_model, tiny_
     config = torch.load("models/Best_diffusion.pth", weights_only=True)["config"]
     options = resolved(config)
     assert (config["objective"], options.sampler, options.steps, options.guidance) == ("distill", "jump", 2, 1.0)
-    result = subprocess.run([sys.executable, str(ROOT / "random_generation.py"), "--model", "diffusion", "--data",
-                             str(tiny_flowers), "--threads", "1", "--interpolate"], cwd=workdir, capture_output=True,
-                            text=True)   # (the fine-tune itself drew its grid of samples as random_generation.py does)
-    assert result.returncode == 0, result.stderr
-    assert (workdir / "vis/interpolation_diffusion.png").exists(), result.stdout
+    # (the fine-tune itself drew its grid of samples as random_generation.py does)
+    random_generation.main(["--model", "diffusion", "--data", str(tiny_flowers), "--threads", "1", "--interpolate"])
+    assert (workdir / "vis/interpolation_diffusion.png").exists()
