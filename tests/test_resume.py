@@ -43,6 +43,8 @@ def test_resume_matches_an_uninterrupted_run(model, tiny_flowers, workdir):
     train(tiny_flowers, "--model", model, "--epochs", "3", "--resume")
     resumed = last_state(f"models/last_{model}.pth")
     assert losses(resumed["history"]) == losses(straight["history"])       # bit for bit, on the CPU
+    # The first epoch of each run is marked (its one-time costs are not the training's pace: train.py's steady).
+    assert [h["starts_run"] for h in resumed["history"]] == [True, True, False]
     assert all(torch.equal(resumed["model"][k], straight["model"][k]) for k in straight["model"])
     assert torch.equal(resumed["optimizer"]["state"][0]["exp_avg"], straight["optimizer"]["state"][0]["exp_avg"])
 

@@ -118,6 +118,10 @@ def test_the_eta_goes_at_the_pace_of_the_epochs_after_the_first():
     assert eta(history, 12, None, 0.0) == 11 * 50.0   # nothing else to go by yet
     history += [dict(seconds=6.0), dict(seconds=8.0)]   # the first held a one-time wait (a teacher's trajectories)
     assert eta(history, 12, None, 0.0) == 9 * 7.0
+    # Resumed: the first epoch of the new run waited again; the first of all, marked or not, is left out too.
+    history = [dict(seconds=50.0, starts_run=True), dict(seconds=6.0, starts_run=False),
+               dict(seconds=45.0, starts_run=True), dict(seconds=8.0, starts_run=False)]
+    assert eta(history, 12, None, 0.0) == 8 * 7.0
 
 
 def test_budget_progress_advances_by_steps_at_the_last_epochs_pace():

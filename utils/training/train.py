@@ -277,9 +277,9 @@ class ResumeWriter:
 
 
 def steady(history):
-    """The epochs that show the training's pace: all but the first, which carries one-time costs (a teacher's
-    trajectories, compiling)."""
-    return history[1:]
+    """The epochs that show the training's pace: all but the first of each run, fresh or resumed, which carries
+    one-time costs (a teacher's trajectories, compiling). Entries without the mark: only the first."""
+    return [h for i, h in enumerate(history) if not h.get("starts_run", i == 0)]
 
 
 def eta(history, epochs, minutes, started):
@@ -369,6 +369,7 @@ class Loop:
         self.generator = torch.Generator().manual_seed(recipe.seed)
         if run.resume:
             run.history[:] = restore_state(run.resume, model, recipe, self.generator)
+        self.resumed_at = len(run.history)   # the next epoch starts this run (steady: its pace is not the run's)
         # After the restore: DDP starts from those weights.
         self.step = make_step(model, loss_fn, device, recipe.compile)
         self.main = distributed.is_main()
@@ -416,7 +417,8 @@ class Loop:
             r.scheduler.step()
         seconds = time.perf_counter() - t0
         history.append(dict(epoch=epoch, train_loss=train_loss, valid_loss=valid_loss, valid_objective=valid_objective,
-                            lr=lr, seconds=seconds, images_per_s=len(self.train[0]) / seconds))
+                            lr=lr, seconds=seconds, images_per_s=len(self.train[0]) / seconds,
+                            starts_run=len(history) == self.resumed_at))
         return history[-1]
 
     def keep_best(self, entry):
