@@ -285,8 +285,9 @@ def get_args(argv=None):
                    help="up a level by a 2x2 stride-2 transposed convolution, or by nearest-neighbour doubling and a "
                         "3x3 convolution (default: the space's, nearest on pixels below 64 px)")
     p.add_argument("--ema", type=float, default=0.0,
-                   help="EMA decay of the sampling weights (0: the last weights, already an average as the learning "
-                        "rate decays to zero; docs/diffusion.md)")
+                   help="EMA decay of the sampling weights, reached as the steps add up (at step n at most "
+                        "(1 + n) / (10 + n): 0.98 after 400 steps, 0.998 after 4,000); 0: the last weights, already "
+                        "an average as the learning rate decays to zero (docs/diffusion.md)")
     p.add_argument("--p-uncond", type=float, default=0.1, help="label dropout for classifier-free guidance")
     p.add_argument("--train-guidance", type=cli.at_least(0.0, float, finite=True), default=None,
                    help="the guidance an objective that jumps (shortcut) learns to follow, at the noise levels "
