@@ -21,8 +21,8 @@ def _strip(images, n_cols):
     channels, height, width = images.shape[1:]
     gap = max(1, round(0.05 * width))
     strip = torch.ones(channels, height, n_cols * (width + gap) - gap)
-    for j, image in enumerate(images):
-        strip[:, :, j * (width + gap):j * (width + gap) + width] = image
+    for left, image in zip(range(0, strip.shape[2], width + gap), images):
+        strip[:, :, left:left + width] = image
     return (strip[0] if channels == 1 else strip.permute(1, 2, 0)).numpy(), width, gap
 
 
